@@ -1,0 +1,282 @@
+//! Token kinds, the metadata the agent keeps about a token, and the rules for
+//! names and base URLs.
+//!
+//! Nothing here is secret: these types are what `list` and `show` print and
+//! what the agent writes to its index file.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// How a token authenticates a request (SPEC §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TokenKind {
+    Maas,
+    Oauth1,
+    ApiToken,
+    Bearer,
+    Basic,
+    Header,
+}
+
+impl TokenKind {
+    pub const ALL: [TokenKind; 6] = [
+        TokenKind::Maas,
+        TokenKind::Oauth1,
+        TokenKind::ApiToken,
+        TokenKind::Bearer,
+        TokenKind::Basic,
+        TokenKind::Header,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Maas => "maas",
+            TokenKind::Oauth1 => "oauth1",
+            TokenKind::ApiToken => "api-token",
+            TokenKind::Bearer => "bearer",
+            TokenKind::Basic => "basic",
+            TokenKind::Header => "header",
+        }
+    }
+}
+
+impl fmt::Display for TokenKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TokenKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        TokenKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
+            format!(
+                "unknown token kind `{s}`; expected one of: {}",
+                TokenKind::ALL.map(|k| k.as_str()).join(", ")
+            )
+        })
+    }
+}
+
+/// The OAuth signature method of a `maas` or `oauth1` token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignatureMethod {
+    Plaintext,
+    HmacSha1,
+    HmacSha256,
+}
+
+impl SignatureMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignatureMethod::Plaintext => "plaintext",
+            SignatureMethod::HmacSha1 => "hmac-sha1",
+            SignatureMethod::HmacSha256 => "hmac-sha256",
+        }
+    }
+
+    /// The default for a kind: PLAINTEXT for MAAS, as every MAAS client
+    /// sends it; HMAC-SHA1 for generic OAuth 1.0a.
+    pub fn default_for(kind: TokenKind) -> Option<SignatureMethod> {
+        match kind {
+            TokenKind::Maas => Some(SignatureMethod::Plaintext),
+            TokenKind::Oauth1 => Some(SignatureMethod::HmacSha1),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for SignatureMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SignatureMethod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "plaintext" => Ok(SignatureMethod::Plaintext),
+            "hmac-sha1" => Ok(SignatureMethod::HmacSha1),
+            "hmac-sha256" => Ok(SignatureMethod::HmacSha256),
+            _ => Err(format!(
+                "unknown signature method `{s}`; expected plaintext, hmac-sha1 or hmac-sha256"
+            )),
+        }
+    }
+}
+
+/// TLS options the agent applies when it performs a request with a token.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsOptions {
+    /// Skip certificate verification (`--insecure`).
+    pub insecure: bool,
+    /// Extra trusted roots, PEM (`--cacert`): kept as text so that the token
+    /// does not break when the file moves.
+    pub cacert_pem: Option<String>,
+}
+
+/// The non-secret, kind-specific settings of a token.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenParams {
+    /// `basic`: the user name.
+    pub username: Option<String>,
+    /// `header`: the header's name.
+    pub header_name: Option<String>,
+    /// `oauth1`: given as flags. `maas`: taken from the key at add time
+    /// (they identify the token, they do not authenticate it).
+    pub consumer_key: Option<String>,
+    pub token_key: Option<String>,
+    /// `maas` and `oauth1`.
+    pub signature: Option<SignatureMethod>,
+    /// `api-token`: sent as `X-Tenant-Name`.
+    pub tenant: Option<String>,
+    pub tls: TlsOptions,
+}
+
+/// What the agent tells a client about a token: metadata, never the secret.
+/// Times are Unix seconds, UTC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub name: String,
+    pub kind: TokenKind,
+    pub url: String,
+    pub owner_uid: u32,
+    /// The owner's user name, or the uid as text when it has none.
+    pub owner: String,
+    pub created: i64,
+    pub expires: Option<i64>,
+    /// Computed by the agent when it answers, from its clock.
+    pub expired: bool,
+    pub last_used: Option<i64>,
+    pub use_count: u64,
+    pub exportable: bool,
+    pub comment: Option<String>,
+    pub params: TokenParams,
+}
+
+/// Why a token name is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid token name `{0}`: a name is 1 to 64 characters from A-Z a-z 0-9 . _ @ -, starting with a letter or digit"
+)]
+pub struct NameError(pub String);
+
+/// `^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$`
+pub fn validate_name(name: &str) -> Result<(), NameError> {
+    let b = name.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_alphanumeric()
+        && b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'@' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        // The name is not a secret, but it may be anything: show it escaped
+        // and bounded so a terminal never receives raw control bytes.
+        let shown: String = name.chars().take(80).flat_map(char::escape_debug).collect();
+        Err(NameError(shown))
+    }
+}
+
+/// Why a base URL is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid URL: {0}")]
+pub struct UrlError(pub String);
+
+/// Parses and normalises a token's base URL: http or https, a host, no
+/// user info (credentials belong in the keyring, and `user@host` tricks
+/// confuse scope checks), no query or fragment. Scheme and host are
+/// lower-cased, a default port is dropped and dot segments are resolved (the
+/// `url` crate's WHATWG parsing), and the path always ends in `/` so that a
+/// path-prefix scope check cannot match `/MAASX` against `/MAAS`.
+pub fn normalize_base_url(raw: &str) -> Result<url::Url, UrlError> {
+    let mut u = url::Url::parse(raw.trim())
+        .map_err(|e| UrlError(format!("cannot parse it ({e}); expected e.g. http://host:5240/MAAS/")))?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(UrlError(format!("scheme `{}` is not http or https", u.scheme())));
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err(UrlError("it has no host".into()));
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(UrlError(
+            "it contains user info (user@ or user:password@); give credentials as the secret instead"
+                .into(),
+        ));
+    }
+    if u.query().is_some() {
+        return Err(UrlError("a base URL cannot have a query string".into()));
+    }
+    if u.fragment().is_some() {
+        return Err(UrlError("a base URL cannot have a fragment".into()));
+    }
+    if !u.path().ends_with('/') {
+        let p = format!("{}/", u.path());
+        u.set_path(&p);
+    }
+    Ok(u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for bad in ["", "-a", ".a", "@a", "_a", "a b", "a/b", "a:b", "é", &"a".repeat(65), "a\n"] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+        for good in ["a", "m1", "maas-prod", "me@host", "A.b_c-d", &"a".repeat(64), "9"] {
+            assert!(validate_name(good).is_ok(), "{good:?}");
+        }
+        let msg = validate_name("a\u{1b}[31m").unwrap_err().to_string();
+        assert!(!msg.contains('\u{1b}'), "{msg}");
+    }
+
+    #[test]
+    fn base_urls_refused() {
+        for bad in [
+            "",
+            "maas.example:5240/MAAS",
+            "ftp://h/",
+            "file:///etc/passwd",
+            "http://user:pw@h/",
+            "http://user@h/",
+            "http://h/?op=x",
+            "http://h/#frag",
+            "not a url",
+        ] {
+            assert!(normalize_base_url(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn base_urls_normalised() {
+        let cases = [
+            ("http://maas.example:5240/MAAS/", "http://maas.example:5240/MAAS/"),
+            ("HTTP://MAAS.Example:80/MAAS", "http://maas.example/MAAS/"),
+            ("https://h:443", "https://h/"),
+            ("https://h/a/../b/./c", "https://h/b/c/"),
+            (" https://h/x ", "https://h/x/"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(normalize_base_url(raw).unwrap().as_str(), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn kinds_parse_and_print() {
+        for k in TokenKind::ALL {
+            assert_eq!(k.as_str().parse::<TokenKind>().unwrap(), k);
+        }
+        let err = "ssh".parse::<TokenKind>().unwrap_err();
+        assert!(err.contains("api-token"), "{err}");
+        assert_eq!("HMAC-SHA1".parse::<SignatureMethod>().unwrap(), SignatureMethod::HmacSha1);
+        assert!("rsa-sha1".parse::<SignatureMethod>().is_err());
+    }
+}
