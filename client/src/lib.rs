@@ -1,1 +1,198 @@
+//! A small synchronous client for signet-agent.
+//!
+//! ```no_run
+//! let mut c = signet_client::Client::connect(None)?;
+//! for t in c.list()? {
+//!     println!("{} {}", t.name, t.url);
+//! }
+//! # Ok::<(), signet_client::ClientError>(())
+//! ```
+//!
+//! The agent is found through `SIGNET_AUTH_SOCK` (or an explicit path),
+//! exactly as ssh-agent's clients find `SSH_AUTH_SOCK`. No async runtime:
+//! a call is a blocking write and read on a Unix socket. Every error maps to
+//! one of the exit codes of the `signet` command ([`ClientError::exit_code`]).
 
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use signet_proto::frame::{FrameError, read_frame, write_frame};
+pub use signet_proto::{
+    AddToken, ErrorCode, Failure, PROTOCOL_VERSION, Request, Response, Secret, StatusInfo,
+    TokenInfo, TokenKind, TokenParams, agent_version_string,
+};
+
+/// The environment variable that names the agent's socket.
+pub const SOCKET_ENV: &str = "SIGNET_AUTH_SOCK";
+
+/// How to start an agent, for messages.
+pub const START_HINT: &str = "start one with: eval \"$(signet-agent)\"";
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No agent to talk to: not configured, no socket, refused, or the
+    /// agent speaks another protocol version.
+    #[error("{0}")]
+    NoAgent(String),
+    /// The agent answered with a failure.
+    #[error("{}", .0.message)]
+    Agent(Failure),
+    /// The connection broke or the agent sent something unreadable.
+    #[error("{0}")]
+    Connection(String),
+}
+
+impl ClientError {
+    /// The exit code of SPEC §4 for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ClientError::NoAgent(_) => 3,
+            ClientError::Agent(f) => f.code.exit_code(),
+            ClientError::Connection(_) => 1,
+        }
+    }
+
+    /// One line saying what to do, where there is something to say.
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            ClientError::NoAgent(_) => Some(START_HINT),
+            ClientError::Agent(f) => f.hint.as_deref(),
+            ClientError::Connection(_) => None,
+        }
+    }
+}
+
+/// The agent's socket: `explicit`, else `$SIGNET_AUTH_SOCK`.
+pub fn socket_path(explicit: Option<&Path>) -> Result<PathBuf, ClientError> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    match std::env::var_os(SOCKET_ENV) {
+        Some(v) if !v.is_empty() => Ok(PathBuf::from(v)),
+        _ => Err(ClientError::NoAgent(format!(
+            "{SOCKET_ENV} is not set, so there is no agent to talk to"
+        ))),
+    }
+}
+
+fn frame_error(e: FrameError) -> ClientError {
+    match e {
+        FrameError::Closed => ClientError::Connection("the agent closed the connection".into()),
+        other => ClientError::Connection(format!("lost the connection to the agent: {other}")),
+    }
+}
+
+/// A connection to the agent, past the handshake.
+pub struct Client {
+    stream: UnixStream,
+    agent_software: String,
+}
+
+impl Client {
+    /// Connects to the agent at `explicit` or `$SIGNET_AUTH_SOCK` and does
+    /// the `Hello` handshake.
+    pub fn connect(explicit: Option<&Path>) -> Result<Client, ClientError> {
+        let path = socket_path(explicit)?;
+        let stream = UnixStream::connect(&path).map_err(|e| {
+            let why = match e.kind() {
+                io::ErrorKind::NotFound => "no such socket".to_string(),
+                io::ErrorKind::ConnectionRefused => "connection refused (stale socket?)".to_string(),
+                _ => e.to_string(),
+            };
+            ClientError::NoAgent(format!("cannot reach the agent at {}: {why}", path.display()))
+        })?;
+        // A hung agent must not hang a script forever.
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
+        let mut c = Client { stream, agent_software: String::new() };
+        let hello = Request::Hello {
+            version: PROTOCOL_VERSION,
+            software: agent_version_string("signet"),
+        };
+        match c.call(&hello) {
+            Ok(Response::Hello { version, software }) if version == PROTOCOL_VERSION => {
+                c.agent_software = software;
+                Ok(c)
+            }
+            Ok(Response::Hello { version, software }) => Err(ClientError::NoAgent(format!(
+                "protocol version mismatch: the agent ({software}) speaks version {version}, this client speaks {PROTOCOL_VERSION}"
+            ))),
+            Ok(other) => Err(unexpected(&other)),
+            Err(ClientError::Agent(f)) if f.code == ErrorCode::Protocol => {
+                Err(ClientError::NoAgent(f.message))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `signet-agent/<version>` as the agent announced itself.
+    pub fn agent_software(&self) -> &str {
+        &self.agent_software
+    }
+
+    /// Sends one request and reads its answer. A [`Response::Failure`]
+    /// becomes [`ClientError::Agent`].
+    pub fn call(&mut self, req: &Request) -> Result<Response, ClientError> {
+        write_frame(&mut self.stream, req).map_err(frame_error)?;
+        match read_frame::<_, Response>(&mut self.stream).map_err(frame_error)? {
+            Response::Failure(f) => Err(ClientError::Agent(f)),
+            r => Ok(r),
+        }
+    }
+
+    pub fn add(&mut self, add: AddToken) -> Result<TokenInfo, ClientError> {
+        match self.call(&Request::Add(Box::new(add)))? {
+            Response::Token(t) => Ok(t),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub fn list(&mut self) -> Result<Vec<TokenInfo>, ClientError> {
+        match self.call(&Request::List)? {
+            Response::Tokens(t) => Ok(t),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub fn show(&mut self, name: &str) -> Result<TokenInfo, ClientError> {
+        match self.call(&Request::Show { name: name.into() })? {
+            Response::Token(t) => Ok(t),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub fn remove(&mut self, name: &str) -> Result<(), ClientError> {
+        match self.call(&Request::Remove { name: name.into() })? {
+            Response::Ok => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub fn rename(&mut self, old: &str, new: &str) -> Result<TokenInfo, ClientError> {
+        match self.call(&Request::Rename { old: old.into(), new: new.into() })? {
+            Response::Token(t) => Ok(t),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub fn status(&mut self) -> Result<StatusInfo, ClientError> {
+        match self.call(&Request::Status)? {
+            Response::Status(s) => Ok(s),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+fn unexpected(r: &Response) -> ClientError {
+    let what = match r {
+        Response::Hello { .. } => "Hello",
+        Response::Ok => "Ok",
+        Response::Failure(_) => "Failure",
+        Response::Token(_) => "Token",
+        Response::Tokens(_) => "Tokens",
+        Response::Status(_) => "Status",
+    };
+    ClientError::Connection(format!("the agent sent an unexpected answer ({what})"))
+}

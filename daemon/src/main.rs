@@ -1,1 +1,330 @@
-fn main() {}
+//! `signet-agent`: start-up, detaching, and shutdown.
+//!
+//! The order matters. The socket is bound (and the "already running" check
+//! made) in the original process, so errors reach the user's terminal. Then
+//! the process forks, before any thread exists; the child opens the keyring
+//! and tells the parent through a pipe whether it is ready, and only then
+//! does the parent print the `eval` lines and exit, so that a script that
+//! evals them can use the agent at once.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Parser;
+use signet_agent::config::Config;
+use signet_agent::handler::Agent;
+use signet_agent::store::Store;
+use signet_agent::store::keyring::{self, StoreChoice};
+use signet_agent::{harden, paths, server};
+
+/// Keeps API tokens in the OS keyring and signs or performs requests with
+/// them for local tools. Prints shell commands for `eval`, as ssh-agent does.
+#[derive(Parser, Debug)]
+#[command(name = "signet-agent", version)]
+struct Args {
+    /// Stay in the foreground and log to stderr (for systemd and tests).
+    #[arg(short = 'D')]
+    foreground: bool,
+    /// Bind the socket at PATH instead of the default.
+    #[arg(short = 'a', value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Print Bourne shell commands (the default unless $SHELL is a csh).
+    #[arg(short = 's', conflicts_with = "csh")]
+    sh: bool,
+    /// Print csh commands.
+    #[arg(short = 'c')]
+    csh: bool,
+    /// Kill the agent named by SIGNET_AGENT_PID.
+    #[arg(short = 'k', conflicts_with_all = ["foreground", "socket", "store", "data_dir"])]
+    kill: bool,
+    /// Where secrets are kept: auto, secret-service or keyutils.
+    #[arg(long, default_value = "auto", value_name = "STORE")]
+    store: StoreChoice,
+    /// Where the token index (metadata only) lives.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Config file (default: $XDG_CONFIG_HOME/signet/config.toml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+fn csh_style(args: &Args) -> bool {
+    if args.csh {
+        return true;
+    }
+    if args.sh {
+        return false;
+    }
+    std::env::var("SHELL").is_ok_and(|s| s.ends_with("csh"))
+}
+
+/// Quotes a value for the shell only when it needs it, so ordinary paths
+/// print exactly as ssh-agent prints its own.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+:@%,".contains(&b)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+fn eval_lines(sock: &str, pid: u32, csh: bool) -> String {
+    let sock = shell_word(sock);
+    if csh {
+        format!("setenv SIGNET_AUTH_SOCK {sock};\nsetenv SIGNET_AGENT_PID {pid};\necho Agent pid {pid};\n")
+    } else {
+        format!(
+            "SIGNET_AUTH_SOCK={sock}; export SIGNET_AUTH_SOCK;\nSIGNET_AGENT_PID={pid}; export SIGNET_AGENT_PID;\necho Agent pid {pid};\n"
+        )
+    }
+}
+
+fn kill_agent(csh: bool) -> Result<(), String> {
+    let raw = std::env::var("SIGNET_AGENT_PID")
+        .map_err(|_| "SIGNET_AGENT_PID is not set, so there is no agent to kill".to_string())?;
+    let pid: i32 = raw
+        .trim()
+        .parse()
+        .ok()
+        .filter(|p| *p > 1)
+        .ok_or_else(|| format!("SIGNET_AGENT_PID is not a valid pid: {}", raw.escape_debug()))?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM)
+        .map_err(|e| format!("cannot kill agent pid {pid}: {e}"))?;
+    if csh {
+        print!("unsetenv SIGNET_AUTH_SOCK;\nunsetenv SIGNET_AGENT_PID;\necho Agent pid {pid} killed;\n");
+    } else {
+        print!("unset SIGNET_AUTH_SOCK;\nunset SIGNET_AGENT_PID;\necho Agent pid {pid} killed;\n");
+    }
+    Ok(())
+}
+
+fn init_logging(foreground: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SIGNET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(foreground && nix::unistd::isatty(std::io::stderr()).unwrap_or(false))
+        .with_target(false)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let csh = csh_style(&args);
+    if args.kill {
+        return match kill_agent(csh) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("signet-agent: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    init_logging(args.foreground);
+    match run(args, csh) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("signet-agent: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The child's side of the readiness pipe. It carries warnings for the
+/// user (`warning: ...` lines), then `ok`, or else the error that stopped
+/// start-up; the parent shows them on the terminal the user started from.
+struct Ready(Option<std::fs::File>);
+
+impl Ready {
+    fn warn(&mut self, msg: &str) {
+        if let Some(f) = self.0.as_mut() {
+            let _ = writeln!(f, "warning: {msg}");
+        }
+    }
+
+    fn say(&mut self, msg: &str) {
+        if let Some(mut f) = self.0.take() {
+            let _ = f.write_all(msg.as_bytes());
+        }
+    }
+}
+
+fn run(args: Args, csh: bool) -> Result<(), String> {
+    let config_path = args.config.clone().or_else(Config::default_path);
+    let config = match &config_path {
+        Some(p) => Config::load(p, args.config.is_some()).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    let socket = paths::absolute(&args.socket.clone().unwrap_or_else(paths::default_socket_path))
+        .map_err(|e| format!("cannot resolve the socket path: {e}"))?;
+    let data_dir = match args.data_dir.clone().or_else(paths::default_data_dir) {
+        Some(d) => paths::absolute(&d).map_err(|e| format!("cannot resolve the data directory: {e}"))?,
+        None => return Err("no data directory: set HOME or XDG_DATA_HOME, or pass --data-dir".into()),
+    };
+
+    let bound = server::bind(&socket)?;
+    let sock_text = socket.to_str().ok_or("the socket path is not valid UTF-8")?.to_string();
+
+    let mut ready = Ready(None);
+    if !args.foreground {
+        let (rd, wr) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+        // SAFETY: no thread has been started yet (clap, config and bind are
+        // single-threaded), so the child gets a consistent copy of the process.
+        match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
+            nix::unistd::ForkResult::Parent { child } => {
+                drop(wr);
+                let mut msg = String::new();
+                let _ = std::io::Read::read_to_string(&mut std::fs::File::from(rd), &mut msg);
+                // The child owns the socket now; the parent must not remove it.
+                std::mem::forget(bound);
+                let mut outcome = "";
+                for line in msg.lines() {
+                    match line.strip_prefix("warning: ") {
+                        Some(w) => eprintln!("signet-agent: warning: {w}"),
+                        None => outcome = line,
+                    }
+                }
+                return if outcome == "ok" {
+                    print!("{}", eval_lines(&sock_text, child.as_raw() as u32, csh));
+                    Ok(())
+                } else if outcome.is_empty() {
+                    Err("the agent exited during start-up".into())
+                } else {
+                    Err(outcome.to_string())
+                };
+            }
+            nix::unistd::ForkResult::Child => {
+                drop(rd);
+                ready = Ready(Some(std::fs::File::from(wr)));
+                let _ = nix::unistd::setsid();
+                let _ = std::env::set_current_dir("/");
+                // Detached: the user's terminal is not ours to write on.
+                // Start-up errors and warnings travel through the pipe.
+                detach_stdio();
+            }
+        }
+    }
+
+    let result = serve(args, config, bound, data_dir, &sock_text, csh, &mut ready);
+    if let Err(e) = &result {
+        ready.say(e);
+    }
+    result
+}
+
+fn detach_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2_stdin(&null);
+        let _ = nix::unistd::dup2_stdout(&null);
+        let _ = nix::unistd::dup2_stderr(&null);
+    }
+}
+
+fn serve(
+    args: Args,
+    config: Config,
+    bound: server::BoundSocket,
+    data_dir: PathBuf,
+    sock_text: &str,
+    csh: bool,
+    ready: &mut Ready,
+) -> Result<(), String> {
+    for problem in harden::harden() {
+        tracing::warn!("{problem}");
+    }
+    if matches!(args.store, StoreChoice::Keyutils | StoreChoice::Auto)
+        && let Err(e) = keyring::join_session_keyring()
+    {
+        tracing::debug!(error = %e, "cannot join a session keyring");
+    }
+    let started = Instant::now();
+    let (store, warning, recovery) =
+        Store::open(&data_dir, args.store, config.keyring_timeout()).map_err(|e| {
+            bound.remove();
+            e.to_string()
+        })?;
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+        ready.warn(&w);
+    }
+    if recovery != Default::default() {
+        tracing::info!(?recovery, "finished changes interrupted by a crash");
+    }
+    tracing::info!(
+        store = store.keyring_name(),
+        socket = %bound.path.display(),
+        data_dir = %data_dir.display(),
+        "signet-agent ready"
+    );
+
+    if args.foreground {
+        print!("{}", eval_lines(sock_text, std::process::id(), csh));
+        let _ = std::io::stdout().flush();
+    } else {
+        ready.say("ok");
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("signet-agent")
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let socket_path = bound.path.clone();
+    let result = runtime.block_on(async {
+        bound.listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let listener = tokio::net::UnixListener::from_std(
+            bound.listener.try_clone().map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| e.to_string())?;
+        let agent = Arc::new(Agent { store, config, started, socket: socket_path });
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+
+        let signals = tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) =
+                (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+            else {
+                tracing::error!("cannot install signal handlers");
+                return;
+            };
+            let which = tokio::select! { _ = term.recv() => "SIGTERM", _ = int.recv() => "SIGINT" };
+            tracing::info!(signal = which, "shutting down");
+            let _ = stop_tx.send(true);
+        });
+
+        let flusher = {
+            let agent = agent.clone();
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = stop.wait_for(|s| *s) => break,
+                    }
+                    if let Err(e) = agent.store.flush_usage().await {
+                        tracing::warn!(error = %e, "cannot record token use");
+                    }
+                }
+            })
+        };
+
+        server::serve(listener, agent.clone(), stop_rx).await;
+        signals.abort();
+        let _ = flusher.await;
+        bound.remove();
+        if let Err(e) = agent.store.flush_usage().await {
+            tracing::warn!(error = %e, "cannot record token use");
+        }
+        agent.store.wipe_cache();
+        Ok::<(), String>(())
+    });
+    // Worker threads may still hold a connection task that outlived the
+    // grace period; do not wait for them.
+    runtime.shutdown_background();
+    result
+}

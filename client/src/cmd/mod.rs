@@ -1,0 +1,3 @@
+//! One file per command group; each owns its arguments and its output.
+
+pub mod tokens;

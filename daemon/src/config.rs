@@ -1,0 +1,110 @@
+//! Every limit of the agent, named in one place, and the config file that
+//! may change them.
+//!
+//! The file is `$XDG_CONFIG_HOME/signet/config.toml` (else
+//! `~/.config/signet/config.toml`), or the one `--config` names. A missing
+//! file means the defaults; a malformed one, or an unknown key, stops the
+//! agent with a message naming the file: a typo in a limit must not silently
+//! leave the default in force.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// At most this many tokens per owner; `None`: unlimited.
+    pub max_tokens_per_owner: Option<u32>,
+    /// Connections served at once; more are answered with an error and closed.
+    pub max_connections: u32,
+    /// A connection with no request for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Once a frame's length has arrived, its body must arrive within this.
+    pub frame_timeout_secs: u64,
+    /// On SIGTERM, in-flight requests get this long to finish.
+    pub shutdown_grace_secs: u64,
+    /// Waiting this long for the keyring to answer is a store failure.
+    pub keyring_timeout_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_tokens_per_owner: None,
+            max_connections: 256,
+            idle_timeout_secs: 300,
+            frame_timeout_secs: 10,
+            shutdown_grace_secs: 5,
+            keyring_timeout_secs: 30,
+        }
+    }
+}
+
+impl Config {
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+    pub fn frame_timeout(&self) -> Duration {
+        Duration::from_secs(self.frame_timeout_secs)
+    }
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+    pub fn keyring_timeout(&self) -> Duration {
+        Duration::from_secs(self.keyring_timeout_secs)
+    }
+
+    /// The default location of the config file.
+    pub fn default_path() -> Option<PathBuf> {
+        crate::paths::xdg_dir("XDG_CONFIG_HOME", ".config").map(|d| d.join("signet/config.toml"))
+    }
+
+    /// Reads `path`; a file that does not exist gives the defaults only when
+    /// it was not named explicitly.
+    pub fn load(path: &Path, explicit: bool) -> anyhow::Result<Config> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                return Ok(Config::default());
+            }
+            Err(e) => anyhow::bail!("cannot read config file {}: {e}", path.display()),
+        };
+        let cfg: Config = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+        if cfg.max_connections == 0 {
+            anyhow::bail!("config file {}: max_connections must be at least 1", path.display());
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        for bad in ["max_token_per_owner = 3", "max_tokens_per_owner = -1", "max_connections = 0", "x"]
+        {
+            std::fs::write(&p, bad).unwrap();
+            let err = Config::load(&p, true).unwrap_err().to_string();
+            assert!(err.contains("c.toml"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn missing_file_gives_defaults_unless_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("none.toml");
+        assert_eq!(Config::load(&p, false).unwrap().max_tokens_per_owner, None);
+        assert!(Config::load(&p, true).is_err());
+        std::fs::write(&p, "max_tokens_per_owner = 3\n").unwrap();
+        let c = Config::load(&p, false).unwrap();
+        assert_eq!(c.max_tokens_per_owner, Some(3));
+        assert_eq!(c.max_connections, Config::default().max_connections);
+    }
+}

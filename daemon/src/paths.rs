@@ -1,0 +1,116 @@
+//! Where things live, and the checks that make a directory safe to use.
+//!
+//! The socket's directory is the agent's first line of defence: created
+//! 0700 and owned by the agent's uid, so nobody else can even reach the
+//! socket. An existing directory that another user owns, or that the group
+//! or others can enter, is refused rather than "fixed": someone else may
+//! already have a foothold in it.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// `$VAR` if set to an absolute path, else `~/<fallback>`.
+pub fn xdg_dir(var: &str, fallback: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
+        Some(v) if Path::new(&v).is_absolute() => Some(PathBuf::from(v)),
+        _ => home_dir().map(|h| h.join(fallback)),
+    }
+}
+
+fn home_dir() -> Option<PathBuf> {
+    if let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        return Some(PathBuf::from(h));
+    }
+    nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.dir)
+}
+
+/// SPEC §1: `$XDG_RUNTIME_DIR/signet/agent.sock`, else
+/// `/tmp/signet-<uid>/agent.sock`.
+pub fn default_socket_path() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if Path::new(&d).is_absolute() => PathBuf::from(d).join("signet/agent.sock"),
+        _ => PathBuf::from(format!("/tmp/signet-{}/agent.sock", nix::unistd::getuid())),
+    }
+}
+
+/// SPEC §2: `$XDG_DATA_HOME/signet`, else `~/.local/share/signet`.
+pub fn default_data_dir() -> Option<PathBuf> {
+    xdg_dir("XDG_DATA_HOME", ".local/share").map(|d| d.join("signet"))
+}
+
+/// Makes sure `dir` exists, is a directory (not a link to one) owned by us,
+/// and is closed to group and others. Missing parents are created 0700.
+pub fn ensure_private_dir(dir: &Path) -> Result<(), String> {
+    match fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) => return Err(format!("cannot create directory {}: {e}", dir.display())),
+    }
+    check_private_dir(dir)
+}
+
+/// The check alone, for a directory that must already exist.
+pub fn check_private_dir(dir: &Path) -> Result<(), String> {
+    let md = fs::symlink_metadata(dir)
+        .map_err(|e| format!("cannot inspect directory {}: {e}", dir.display()))?;
+    if !md.file_type().is_dir() {
+        return Err(format!(
+            "{} is not a directory (a symbolic link or a file is refused)",
+            dir.display()
+        ));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if md.uid() != me {
+        return Err(format!(
+            "refusing to use {}: it is owned by uid {}, not by this user (uid {me}); remove it or choose another path",
+            dir.display(),
+            md.uid()
+        ));
+    }
+    let mode = md.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "refusing to use {}: its mode is {mode:03o}, open to group or others; `chmod 700 {}` or remove it",
+            dir.display(),
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Makes `p` absolute against the current directory, so the path the agent
+/// prints for `eval` still works after it changes directory.
+pub fn absolute(p: &Path) -> io::Result<PathBuf> {
+    if p.is_absolute() { Ok(p.to_path_buf()) } else { Ok(std::env::current_dir()?.join(p)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_dir_is_created_0700() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("a/b");
+        ensure_private_dir(&d).unwrap();
+        assert_eq!(fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn open_dirs_and_links_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("open");
+        fs::create_dir(&d).unwrap();
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o750)).unwrap();
+        let err = ensure_private_dir(&d).unwrap_err();
+        assert!(err.contains("750") && err.contains("chmod 700"), "{err}");
+
+        let target = t.path().join("real");
+        fs::create_dir(&target).unwrap();
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o700)).unwrap();
+        let link = t.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(check_private_dir(&link).unwrap_err().contains("not a directory"));
+    }
+}

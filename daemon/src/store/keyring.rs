@@ -1,0 +1,291 @@
+//! Secrets in the OS keyring, behind one small trait.
+//!
+//! Two backends, both through keyring-core's store crates: the Secret Service
+//! (org.freedesktop.secrets on the session bus: gnome-keyring, KeePassXC, …)
+//! and the kernel keyring (keyutils). Each secret is one keyring entry whose
+//! service is `signet:<store id>` (so two agents with different data
+//! directories never touch each other's entries) and whose user is the
+//! token's immutable id (so a rename never touches the secret).
+//!
+//! All keyring calls run on one dedicated thread that creates the store,
+//! uses it and drops it. The Secret Service store drives its own async
+//! runtime and panics when called from inside tokio's, and one thread also
+//! serialises access to a service that is not built for concurrent writers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use keyring_core::{CredentialStore, Entry, Error as KrError};
+use signet_proto::Secret;
+
+/// Which keyring to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreChoice {
+    Auto,
+    SecretService,
+    Keyutils,
+}
+
+impl std::str::FromStr for StoreChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(StoreChoice::Auto),
+            "secret-service" => Ok(StoreChoice::SecretService),
+            "keyutils" => Ok(StoreChoice::Keyutils),
+            _ => Err(format!("unknown store `{s}`; expected auto, secret-service or keyutils")),
+        }
+    }
+}
+
+/// What went wrong in the keyring. Built from keyring-core's error without
+/// ever formatting the variants that carry secret bytes.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum KeyringError {
+    #[error("no such entry in the keyring")]
+    NotFound,
+    #[error("the keyring is locked or refused access ({0})")]
+    Locked(String),
+    #[error("keyring failure: {0}")]
+    Failure(String),
+    #[error("the keyring did not answer within {0} s")]
+    Timeout(u64),
+}
+
+impl From<KrError> for KeyringError {
+    fn from(e: KrError) -> Self {
+        match e {
+            KrError::NoEntry => KeyringError::NotFound,
+            KrError::NoStorageAccess(p) => KeyringError::Locked(p.to_string()),
+            KrError::PlatformFailure(p) => KeyringError::Failure(p.to_string()),
+            // These two carry the secret's bytes: say what happened, not what was read.
+            KrError::BadEncoding(_) => KeyringError::Failure("stored secret is not UTF-8".into()),
+            KrError::BadDataFormat(_, _) => {
+                KeyringError::Failure("stored secret is malformed".into())
+            }
+            KrError::Ambiguous(items) => {
+                KeyringError::Failure(format!("{} keyring entries match one token", items.len()))
+            }
+            other => KeyringError::Failure(other.to_string()),
+        }
+    }
+}
+
+/// The operations the agent needs from a keyring.
+pub trait SecretBackend {
+    fn set(&self, id: &str, secret: &Secret) -> Result<(), KeyringError>;
+    fn get(&self, id: &str) -> Result<Secret, KeyringError>;
+    /// Deleting an entry that is not there succeeds: recovery deletes
+    /// entries that may or may not have been written before a crash.
+    fn delete(&self, id: &str) -> Result<(), KeyringError>;
+    /// The ids of every entry of this store, where the keyring can search
+    /// (the Secret Service can, the kernel keyring store cannot).
+    fn list_ids(&self) -> Result<Option<Vec<String>>, KeyringError>;
+}
+
+struct CoreBackend {
+    store: Arc<CredentialStore>,
+    service: String,
+    searchable: bool,
+    labelled: bool,
+}
+
+impl CoreBackend {
+    fn entry(&self, id: &str) -> Result<Entry, KeyringError> {
+        let label = format!("signet token {id}");
+        let mut mods = HashMap::new();
+        if self.labelled {
+            mods.insert("label", label.as_str());
+        }
+        Ok(self.store.build(&self.service, id, Some(&mods))?)
+    }
+}
+
+impl SecretBackend for CoreBackend {
+    fn set(&self, id: &str, secret: &Secret) -> Result<(), KeyringError> {
+        Ok(self.entry(id)?.set_secret(secret.expose())?)
+    }
+
+    fn get(&self, id: &str) -> Result<Secret, KeyringError> {
+        Ok(Secret::new(self.entry(id)?.get_secret()?))
+    }
+
+    fn delete(&self, id: &str) -> Result<(), KeyringError> {
+        match self.entry(id)?.delete_credential() {
+            Ok(()) | Err(KrError::NoEntry) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn list_ids(&self) -> Result<Option<Vec<String>>, KeyringError> {
+        if !self.searchable {
+            return Ok(None);
+        }
+        let spec = HashMap::from([("service", self.service.as_str())]);
+        let found = self.store.search(&spec)?;
+        Ok(Some(
+            found
+                .iter()
+                .filter_map(Entry::get_specifiers)
+                .filter(|(svc, _)| *svc == self.service)
+                .map(|(_, user)| user)
+                .collect(),
+        ))
+    }
+}
+
+/// The keyring-core service name of a store.
+pub fn service_name(store_id: &str) -> String {
+    format!("signet:{store_id}")
+}
+
+fn open_secret_service(service: String) -> Result<CoreBackend, String> {
+    if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none_or(|v| v.is_empty()) {
+        return Err("no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is not set)".into());
+    }
+    let store = zbus_secret_service_keyring_store::Store::new()
+        .map_err(|e| format!("the Secret Service did not answer: {}", KeyringError::from(e)))?;
+    Ok(CoreBackend { store, service, searchable: true, labelled: true })
+}
+
+fn open_keyutils(service: String) -> Result<CoreBackend, String> {
+    let store = linux_keyutils_keyring_store::Store::new()
+        .map_err(|e| format!("the kernel keyring is not usable: {}", KeyringError::from(e)))?;
+    let backend = CoreBackend { store, service, searchable: false, labelled: false };
+    // A store that builds can still refuse every write (no session keyring
+    // possessed, seccomp): prove it works before serving anything.
+    let probe = format!("probe-{}", std::process::id());
+    backend
+        .set(&probe, &Secret::from_str_value("probe"))
+        .and_then(|()| backend.delete(&probe))
+        .map_err(|e| format!("the kernel keyring refused a test write: {e}"))?;
+    Ok(backend)
+}
+
+type Job = Box<dyn FnOnce(&dyn SecretBackend) + Send>;
+
+/// A handle to the keyring thread. Cloning it is cheap; the thread ends
+/// when the last handle is dropped.
+#[derive(Clone)]
+pub struct Keyring {
+    tx: mpsc::Sender<Job>,
+    name: &'static str,
+    timeout: Duration,
+}
+
+impl Keyring {
+    /// Starts the keyring thread with the chosen backend. `Auto` takes the
+    /// Secret Service when one answers, else the kernel keyring; the returned
+    /// warning, if any, is for the log.
+    pub fn open(
+        choice: StoreChoice,
+        store_id: &str,
+        timeout: Duration,
+    ) -> Result<(Keyring, Option<String>), String> {
+        let service = service_name(store_id);
+        let (tx, rx) = mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("keyring".into())
+            .spawn(move || {
+                let opened = match choice {
+                    StoreChoice::SecretService => {
+                        open_secret_service(service).map(|b| (b, "secret-service", None))
+                    }
+                    StoreChoice::Keyutils => open_keyutils(service).map(|b| (b, "keyutils", None)),
+                    StoreChoice::Auto => match open_secret_service(service.clone()) {
+                        Ok(b) => Ok((b, "secret-service", None)),
+                        Err(ss_err) => match open_keyutils(service) {
+                            Ok(b) => Ok((
+                                b,
+                                "keyutils",
+                                Some(format!(
+                                    "no Secret Service ({ss_err}); using the kernel keyring: tokens will not survive a reboot"
+                                )),
+                            )),
+                            Err(ku_err) => Err(format!(
+                                "no usable keyring: {ss_err}; and {ku_err}. Install and unlock a Secret Service (e.g. gnome-keyring) in your session, or run where the kernel keyring is allowed (keyutils), or pass --store"
+                            )),
+                        },
+                    },
+                };
+                let backend = match opened {
+                    Ok((b, name, warning)) => {
+                        let _ = ready_tx.send(Ok((name, warning)));
+                        b
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                while let Ok(job) = rx.recv() {
+                    job(&backend);
+                }
+            })
+            .map_err(|e| format!("cannot start the keyring thread: {e}"))?;
+        let wait = timeout.max(Duration::from_secs(1));
+        match ready_rx.recv_timeout(wait) {
+            Ok(Ok((name, warning))) => Ok((Keyring { tx, name, timeout }, warning)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(format!("the keyring did not answer within {} s", wait.as_secs())),
+        }
+    }
+
+    /// `secret-service` or `keyutils`.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Runs `f` on the keyring thread and waits for it, at most the keyring
+    /// timeout. Blocking: call from a blocking context.
+    pub fn call<R, F>(&self, f: F) -> Result<R, KeyringError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&dyn SecretBackend) -> Result<R, KeyringError> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.tx
+            .send(Box::new(move |b| {
+                let _ = tx.send(f(b));
+            }))
+            .map_err(|_| KeyringError::Failure("the keyring thread has stopped".into()))?;
+        rx.recv_timeout(self.timeout)
+            .map_err(|_| KeyringError::Timeout(self.timeout.as_secs()))?
+    }
+
+    /// [`Keyring::call`] from async code, without blocking a runtime thread.
+    pub async fn call_async<R, F>(&self, f: F) -> Result<R, KeyringError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&dyn SecretBackend) -> Result<R, KeyringError> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Box::new(move |b| {
+                let _ = tx.send(f(b));
+            }))
+            .map_err(|_| KeyringError::Failure("the keyring thread has stopped".into()))?;
+        match tokio::time::timeout(self.timeout, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(KeyringError::Failure("the keyring thread has stopped".into())),
+            Err(_) => Err(KeyringError::Timeout(self.timeout.as_secs())),
+        }
+    }
+}
+
+/// Joins a fresh session keyring. The kernel keyring store can write only
+/// to a session keyring the process possesses; a service started outside a
+/// login session (systemd, cron, root's shell) has none and gets EACCES on
+/// every write. Threads inherit it, so call this before any are started.
+pub fn join_session_keyring() -> std::io::Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: keyctl(JOIN_SESSION_KEYRING, NULL) takes no pointers we own;
+    // NULL asks the kernel for a new anonymous session keyring.
+    let r = unsafe {
+        libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, std::ptr::null::<libc::c_char>())
+    };
+    if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+}
