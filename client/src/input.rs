@@ -28,8 +28,11 @@ pub fn read_secret(kind: TokenKind, what: &str) -> Result<Secret, Failed> {
         let mut out = Zeroizing::new(String::new());
         for (i, p) in prompts.iter().enumerate() {
             let v = Zeroizing::new(
-                rpassword::prompt_password(format!("{p} for {what}: "))
-                    .map_err(|e| Failed { code: 1, message: format!("cannot read from the terminal: {e}"), hint: None })?,
+                rpassword::prompt_password(format!("{p} for {what}: ")).map_err(|e| Failed {
+                    code: 1,
+                    message: format!("cannot read from the terminal: {e}"),
+                    hint: None,
+                })?,
             );
             if i > 0 {
                 out.push('\n');
@@ -39,10 +42,11 @@ pub fn read_secret(kind: TokenKind, what: &str) -> Result<Secret, Failed> {
         return Ok(Secret::new(out.as_bytes().to_vec()));
     }
     let mut buf = Zeroizing::new(Vec::with_capacity(256));
-    std::io::stdin()
-        .take(MAX_SECRET as u64 + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| Failed { code: 1, message: format!("cannot read the secret from stdin: {e}"), hint: None })?;
+    std::io::stdin().take(MAX_SECRET as u64 + 1).read_to_end(&mut buf).map_err(|e| Failed {
+        code: 1,
+        message: format!("cannot read the secret from stdin: {e}"),
+        hint: None,
+    })?;
     if buf.len() > MAX_SECRET {
         return Err(Failed::usage(format!(
             "more than {MAX_SECRET} bytes on stdin: expected the secret on {} line{}",

@@ -99,7 +99,9 @@ impl Client {
         let stream = UnixStream::connect(&path).map_err(|e| {
             let why = match e.kind() {
                 io::ErrorKind::NotFound => "no such socket".to_string(),
-                io::ErrorKind::ConnectionRefused => "connection refused (stale socket?)".to_string(),
+                io::ErrorKind::ConnectionRefused => {
+                    "connection refused (stale socket?)".to_string()
+                }
                 _ => e.to_string(),
             };
             ClientError::NoAgent(format!("cannot reach the agent at {}: {why}", path.display()))
@@ -107,10 +109,8 @@ impl Client {
         // A hung agent must not hang a script forever.
         let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
         let mut c = Client { stream, agent_software: String::new() };
-        let hello = Request::Hello {
-            version: PROTOCOL_VERSION,
-            software: agent_version_string("signet"),
-        };
+        let hello =
+            Request::Hello { version: PROTOCOL_VERSION, software: agent_version_string("signet") };
         match c.call(&hello) {
             Ok(Response::Hello { version, software }) if version == PROTOCOL_VERSION => {
                 c.agent_software = software;

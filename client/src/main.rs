@@ -16,7 +16,11 @@ use clap::{Parser, Subcommand};
 use signet_client::ClientError;
 
 #[derive(Parser)]
-#[command(name = "signet", version, about = "Use API tokens kept by signet-agent, without ever holding them")]
+#[command(
+    name = "signet",
+    version,
+    about = "Use API tokens kept by signet-agent, without ever holding them"
+)]
 struct Cli {
     /// The agent's socket (default: $SIGNET_AUTH_SOCK).
     #[arg(long, global = true, value_name = "PATH")]

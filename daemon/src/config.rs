@@ -88,7 +88,8 @@ mod tests {
     fn unknown_keys_and_bad_values_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
-        for bad in ["max_token_per_owner = 3", "max_tokens_per_owner = -1", "max_connections = 0", "x"]
+        for bad in
+            ["max_token_per_owner = 3", "max_tokens_per_owner = -1", "max_connections = 0", "x"]
         {
             std::fs::write(&p, bad).unwrap();
             let err = Config::load(&p, true).unwrap_err().to_string();

@@ -80,7 +80,9 @@ impl From<StoreError> for Failure {
                     _ => f,
                 }
             }
-            StoreError::Index(_) | StoreError::Setup(_) => Failure::new(ErrorCode::Store, e.to_string()),
+            StoreError::Index(_) | StoreError::Setup(_) => {
+                Failure::new(ErrorCode::Store, e.to_string())
+            }
         }
     }
 }

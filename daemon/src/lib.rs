@@ -12,4 +12,5 @@ pub mod harden;
 pub mod paths;
 pub mod policy;
 pub mod server;
+pub mod sign;
 pub mod store;

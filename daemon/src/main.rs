@@ -74,7 +74,9 @@ fn shell_word(s: &str) -> String {
 fn eval_lines(sock: &str, pid: u32, csh: bool) -> String {
     let sock = shell_word(sock);
     if csh {
-        format!("setenv SIGNET_AUTH_SOCK {sock};\nsetenv SIGNET_AGENT_PID {pid};\necho Agent pid {pid};\n")
+        format!(
+            "setenv SIGNET_AUTH_SOCK {sock};\nsetenv SIGNET_AGENT_PID {pid};\necho Agent pid {pid};\n"
+        )
     } else {
         format!(
             "SIGNET_AUTH_SOCK={sock}; export SIGNET_AUTH_SOCK;\nSIGNET_AGENT_PID={pid}; export SIGNET_AGENT_PID;\necho Agent pid {pid};\n"
@@ -85,16 +87,16 @@ fn eval_lines(sock: &str, pid: u32, csh: bool) -> String {
 fn kill_agent(csh: bool) -> Result<(), String> {
     let raw = std::env::var("SIGNET_AGENT_PID")
         .map_err(|_| "SIGNET_AGENT_PID is not set, so there is no agent to kill".to_string())?;
-    let pid: i32 = raw
-        .trim()
-        .parse()
-        .ok()
-        .filter(|p| *p > 1)
-        .ok_or_else(|| format!("SIGNET_AGENT_PID is not a valid pid: {}", raw.escape_debug()))?;
+    let pid: i32 =
+        raw.trim().parse().ok().filter(|p| *p > 1).ok_or_else(|| {
+            format!("SIGNET_AGENT_PID is not a valid pid: {}", raw.escape_debug())
+        })?;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM)
         .map_err(|e| format!("cannot kill agent pid {pid}: {e}"))?;
     if csh {
-        print!("unsetenv SIGNET_AUTH_SOCK;\nunsetenv SIGNET_AGENT_PID;\necho Agent pid {pid} killed;\n");
+        print!(
+            "unsetenv SIGNET_AUTH_SOCK;\nunsetenv SIGNET_AGENT_PID;\necho Agent pid {pid} killed;\n"
+        );
     } else {
         print!("unset SIGNET_AUTH_SOCK;\nunset SIGNET_AGENT_PID;\necho Agent pid {pid} killed;\n");
     }
@@ -162,8 +164,12 @@ fn run(args: Args, csh: bool) -> Result<(), String> {
     let socket = paths::absolute(&args.socket.clone().unwrap_or_else(paths::default_socket_path))
         .map_err(|e| format!("cannot resolve the socket path: {e}"))?;
     let data_dir = match args.data_dir.clone().or_else(paths::default_data_dir) {
-        Some(d) => paths::absolute(&d).map_err(|e| format!("cannot resolve the data directory: {e}"))?,
-        None => return Err("no data directory: set HOME or XDG_DATA_HOME, or pass --data-dir".into()),
+        Some(d) => {
+            paths::absolute(&d).map_err(|e| format!("cannot resolve the data directory: {e}"))?
+        }
+        None => {
+            return Err("no data directory: set HOME or XDG_DATA_HOME, or pass --data-dir".into());
+        }
     };
 
     let bound = server::bind(&socket)?;
@@ -242,11 +248,11 @@ fn serve(
         tracing::debug!(error = %e, "cannot join a session keyring");
     }
     let started = Instant::now();
-    let (store, warning, recovery) =
-        Store::open(&data_dir, args.store, config.keyring_timeout()).map_err(|e| {
-            bound.remove();
-            e.to_string()
-        })?;
+    let (store, warning, recovery) = Store::open(&data_dir, args.store, config.keyring_timeout())
+        .map_err(|e| {
+        bound.remove();
+        e.to_string()
+    })?;
     if let Some(w) = warning {
         tracing::warn!("{w}");
         ready.warn(&w);

@@ -24,11 +24,7 @@ pub fn check_not_expired(e: &Entry, now: i64) -> Result<(), Failure> {
     match e.expires {
         Some(t) if t <= now => Err(Failure::new(
             ErrorCode::Policy,
-            format!(
-                "token `{}` expired at {}",
-                e.name,
-                signet_proto::expiry::format_time(t)
-            ),
+            format!("token `{}` expired at {}", e.name, signet_proto::expiry::format_time(t)),
         )
         .with_hint("add a new token, or rotate this one")),
         _ => Ok(()),
@@ -120,8 +116,10 @@ pub fn check_new_token(
             }
         }
         TokenKind::Header => {
-            let h =
-                p.header_name.as_deref().ok_or_else(|| usage("a header token needs --header-name"))?;
+            let h = p
+                .header_name
+                .as_deref()
+                .ok_or_else(|| usage("a header token needs --header-name"))?;
             if !header_token_ok(h) || h.len() > 128 {
                 return Err(usage(format!(
                     "invalid header name `{}`: expected an HTTP field name such as X-Api-Key",
@@ -130,12 +128,14 @@ pub fn check_new_token(
             }
         }
         TokenKind::Oauth1 => {
-            let ck = p.consumer_key.as_deref().ok_or_else(|| {
-                usage("an oauth1 token needs --consumer-key and --token-key")
-            })?;
-            let tk = p.token_key.as_deref().ok_or_else(|| {
-                usage("an oauth1 token needs --consumer-key and --token-key")
-            })?;
+            let ck = p
+                .consumer_key
+                .as_deref()
+                .ok_or_else(|| usage("an oauth1 token needs --consumer-key and --token-key"))?;
+            let tk = p
+                .token_key
+                .as_deref()
+                .ok_or_else(|| usage("an oauth1 token needs --consumer-key and --token-key"))?;
             one_line("consumer key", ck, 512)?;
             one_line("token key", tk, 512)?;
         }

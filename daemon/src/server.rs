@@ -20,9 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use nix::sys::stat::{Mode, umask};
-use signet_proto::frame::{
-    FrameError, read_body_async, read_prefix_async, write_frame_async,
-};
+use signet_proto::frame::{FrameError, read_body_async, read_prefix_async, write_frame_async};
 use signet_proto::{ErrorCode, Failure, PROTOCOL_VERSION, Request, Response, agent_version_string};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, watch};
@@ -99,11 +97,7 @@ pub fn bind(path: &Path) -> Result<BoundSocket, String> {
 
 /// Accepts and serves connections until `shutdown` turns true, then waits
 /// (bounded) for connections in flight to finish.
-pub async fn serve(
-    listener: UnixListener,
-    agent: Arc<Agent>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn serve(listener: UnixListener, agent: Arc<Agent>, mut shutdown: watch::Receiver<bool>) {
     let max = agent.config.max_connections;
     let slots = Arc::new(Semaphore::new(max as usize));
     let me = nix::unistd::geteuid().as_raw();
@@ -133,11 +127,18 @@ pub async fn serve(
         if peer.uid != me && peer.uid != 0 {
             // Unreachable through a 0700 directory unless someone passed the
             // socket on or holds CAP_DAC_OVERRIDE: refuse by identity anyway.
-            tracing::warn!(uid = peer.uid, pid = peer.pid, "refused a connection from another user");
+            tracing::warn!(
+                uid = peer.uid,
+                pid = peer.pid,
+                "refused a connection from another user"
+            );
             tokio::spawn(async move {
                 let f = Failure::new(
                     ErrorCode::Policy,
-                    format!("permission denied: this agent serves uid {me} only, not uid {}", peer.uid),
+                    format!(
+                        "permission denied: this agent serves uid {me} only, not uid {}",
+                        peer.uid
+                    ),
                 );
                 let _ = tokio::time::timeout(
                     agent.config.frame_timeout(),
@@ -171,7 +172,10 @@ pub async fn serve(
     drop(listener);
     let grace = agent.config.shutdown_grace();
     if tokio::time::timeout(grace, slots.acquire_many(max)).await.is_err() {
-        tracing::warn!(grace_secs = grace.as_secs(), "requests still in flight at shutdown; stopping anyway");
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "requests still in flight at shutdown; stopping anyway"
+        );
     }
 }
 
@@ -201,7 +205,8 @@ impl std::fmt::Display for Closed {
 }
 
 async fn send(stream: &mut UnixStream, agent: &Agent, resp: &Response) -> Result<(), Closed> {
-    match tokio::time::timeout(agent.config.frame_timeout(), write_frame_async(stream, resp)).await {
+    match tokio::time::timeout(agent.config.frame_timeout(), write_frame_async(stream, resp)).await
+    {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(Closed::Error(format!("write: {e}"))),
         Err(_) => Err(Closed::Error("write timed out".into())),
@@ -234,7 +239,12 @@ async fn next_request(
         },
         _ = stopped(shutdown) => return Err(Closed::Shutdown),
     };
-    match tokio::time::timeout(agent.config.frame_timeout(), read_body_async::<_, Request>(stream, len)).await {
+    match tokio::time::timeout(
+        agent.config.frame_timeout(),
+        read_body_async::<_, Request>(stream, len),
+    )
+    .await
+    {
         Err(_) => Err(Closed::Error("frame body timed out".into())),
         Ok(Ok(req)) => Ok(Ok(req)),
         // A body that does not decode was still exactly `len` bytes: the

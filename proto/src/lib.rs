@@ -17,9 +17,7 @@ pub mod msg;
 pub mod secret;
 pub mod token;
 
-pub use msg::{
-    AddToken, ErrorCode, Failure, Request, Response, StatusInfo, agent_version_string,
-};
+pub use msg::{AddToken, ErrorCode, Failure, Request, Response, StatusInfo, agent_version_string};
 pub use secret::Secret;
 pub use token::{SignatureMethod, TlsOptions, TokenInfo, TokenKind, TokenParams};
 

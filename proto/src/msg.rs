@@ -32,14 +32,24 @@ pub struct AddToken {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Request {
     /// First message on every connection.
-    Hello { version: u32, software: String },
+    Hello {
+        version: u32,
+        software: String,
+    },
     Add(Box<AddToken>),
     /// Every token of the caller, sorted by name. Never touches the keyring.
     List,
-    Show { name: String },
-    Remove { name: String },
+    Show {
+        name: String,
+    },
+    Remove {
+        name: String,
+    },
     /// Changes the name only: the keyring entry is keyed by an immutable id.
-    Rename { old: String, new: String },
+    Rename {
+        old: String,
+        new: String,
+    },
     Status,
 }
 
@@ -156,7 +166,8 @@ mod tests {
         };
         let dbg = format!("{:?}", Request::Add(Box::new(add.clone())));
         assert!(!dbg.contains("VerySecret"), "{dbg}");
-        let back: Request = codec::decode(&codec::encode(&Request::Add(Box::new(add))).unwrap()).unwrap();
+        let back: Request =
+            codec::decode(&codec::encode(&Request::Add(Box::new(add))).unwrap()).unwrap();
         let Request::Add(back) = back else { panic!("wrong variant") };
         assert_eq!(back.secret.expose(), b"ck:tk:VerySecret");
     }

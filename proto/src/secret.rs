@@ -259,8 +259,20 @@ mod tests {
     #[test]
     fn maas_malformed_keys_are_refused() {
         for bad in [
-            "", ":tk:ts", "ck:tk:", "ck::ts", "::", ":::", "ck:tk", "cktkts", "ck:tk:ts:x",
-            "ck:tk:ts:", " ck:tk:ts", "ck:t k:ts", "ck:tk:ts\n", "ck:tk:\tts",
+            "",
+            ":tk:ts",
+            "ck:tk:",
+            "ck::ts",
+            "::",
+            ":::",
+            "ck:tk",
+            "cktkts",
+            "ck:tk:ts:x",
+            "ck:tk:ts:",
+            " ck:tk:ts",
+            "ck:t k:ts",
+            "ck:tk:ts\n",
+            "ck:tk:\tts",
         ] {
             let err = parse_maas(&s(bad)).unwrap_err();
             assert_eq!(err.kind, TokenKind::Maas, "{bad:?}");

@@ -195,8 +195,9 @@ pub struct UrlError(pub String);
 /// `url` crate's WHATWG parsing), and the path always ends in `/` so that a
 /// path-prefix scope check cannot match `/MAASX` against `/MAAS`.
 pub fn normalize_base_url(raw: &str) -> Result<url::Url, UrlError> {
-    let mut u = url::Url::parse(raw.trim())
-        .map_err(|e| UrlError(format!("cannot parse it ({e}); expected e.g. http://host:5240/MAAS/")))?;
+    let mut u = url::Url::parse(raw.trim()).map_err(|e| {
+        UrlError(format!("cannot parse it ({e}); expected e.g. http://host:5240/MAAS/"))
+    })?;
     if !matches!(u.scheme(), "http" | "https") {
         return Err(UrlError(format!("scheme `{}` is not http or https", u.scheme())));
     }

@@ -73,9 +73,10 @@ pub fn add(socket: Option<&Path>, a: AddArgs) -> Result<(), Failed> {
         .map_err(|e| Failed::usage(e.to_string()))?;
     let cacert_pem = match &a.cacert {
         None => None,
-        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
-            Failed::usage(format!("cannot read --cacert {}: {e}", p.display()))
-        })?),
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| Failed::usage(format!("cannot read --cacert {}: {e}", p.display())))?,
+        ),
     };
     let mut client = Client::connect(socket)?;
     let secret = input::read_secret(a.kind, &a.name)?;

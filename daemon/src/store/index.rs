@@ -96,9 +96,9 @@ impl Index {
     /// name being added is taken too: two concurrent adds of one name must
     /// not both succeed.
     pub fn name_taken(&self, owner: u32, name: &str) -> bool {
-        self.tokens.iter().any(|e| {
-            e.owner_uid == owner && e.name == name && e.state != EntryState::Removing
-        })
+        self.tokens
+            .iter()
+            .any(|e| e.owner_uid == owner && e.name == name && e.state != EntryState::Removing)
     }
 }
 
@@ -111,7 +111,9 @@ pub enum IndexError {
         "the token index {path} is corrupt ({err}); it holds no secret: move it aside to start afresh (its tokens' secrets stay in the keyring under signet:<store id>)"
     )]
     Corrupt { path: PathBuf, err: String },
-    #[error("the token index {path} has format version {found}; this agent reads version {FORMAT_VERSION}")]
+    #[error(
+        "the token index {path} has format version {found}; this agent reads version {FORMAT_VERSION}"
+    )]
     Version { path: PathBuf, found: u32 },
     #[error("cannot write the token index in {dir}: {err}")]
     Write { dir: PathBuf, err: std::io::Error },
@@ -136,8 +138,8 @@ pub fn load(dir: &Path) -> Result<Option<Index>, IndexError> {
 /// Replaces the index in `dir` atomically and durably.
 pub fn save(dir: &Path, index: &Index) -> Result<(), IndexError> {
     let werr = |err| IndexError::Write { dir: dir.to_path_buf(), err };
-    let bytes = serde_json::to_vec_pretty(index)
-        .map_err(|e| werr(std::io::Error::other(e.to_string())))?;
+    let bytes =
+        serde_json::to_vec_pretty(index).map_err(|e| werr(std::io::Error::other(e.to_string())))?;
     let tmp = dir.join(format!("{INDEX_FILE}.tmp"));
     {
         // 0600 from creation: metadata is not secret, but it is nobody

@@ -252,8 +252,7 @@ impl Keyring {
                 let _ = tx.send(f(b));
             }))
             .map_err(|_| KeyringError::Failure("the keyring thread has stopped".into()))?;
-        rx.recv_timeout(self.timeout)
-            .map_err(|_| KeyringError::Timeout(self.timeout.as_secs()))?
+        rx.recv_timeout(self.timeout).map_err(|_| KeyringError::Timeout(self.timeout.as_secs()))?
     }
 
     /// [`Keyring::call`] from async code, without blocking a runtime thread.
@@ -285,7 +284,11 @@ pub fn join_session_keyring() -> std::io::Result<()> {
     // SAFETY: keyctl(JOIN_SESSION_KEYRING, NULL) takes no pointers we own;
     // NULL asks the kernel for a new anonymous session keyring.
     let r = unsafe {
-        libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, std::ptr::null::<libc::c_char>())
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            std::ptr::null::<libc::c_char>(),
+        )
     };
     if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
 }

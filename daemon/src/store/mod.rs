@@ -163,7 +163,9 @@ impl Store {
                     let del = id.clone();
                     match self.keyring.call(move |b| b.delete(&del)) {
                         Ok(()) => report.orphans_removed += 1,
-                        Err(err) => tracing::warn!(%id, error = %err, "cannot delete an orphaned keyring entry"),
+                        Err(err) => {
+                            tracing::warn!(%id, error = %err, "cannot delete an orphaned keyring entry")
+                        }
                     }
                 }
             }
@@ -264,7 +266,8 @@ impl Store {
     pub async fn remove(&self, owner: u32, name: &str) -> Result<Entry, StoreError> {
         let _w = self.writer.lock().await;
         let mut idx = self.read()?.clone();
-        let entry = idx.find(owner, name).cloned().ok_or_else(|| StoreError::NoSuchToken(name.into()))?;
+        let entry =
+            idx.find(owner, name).cloned().ok_or_else(|| StoreError::NoSuchToken(name.into()))?;
         if let Some(t) = idx.by_id_mut(&entry.id) {
             t.state = EntryState::Removing;
         }
@@ -288,11 +291,10 @@ impl Store {
     pub async fn rename(&self, owner: u32, old: &str, new: &str) -> Result<Entry, StoreError> {
         let _w = self.writer.lock().await;
         let mut idx = self.read()?.clone();
-        if idx.find(owner, old).is_none() {
-            return Err(StoreError::NoSuchToken(old.into()));
-        }
+        let current =
+            idx.find(owner, old).cloned().ok_or_else(|| StoreError::NoSuchToken(old.into()))?;
         if old == new {
-            return Ok(idx.find(owner, old).cloned().ok_or_else(|| StoreError::NoSuchToken(old.into()))?);
+            return Ok(current);
         }
         if idx.name_taken(owner, new) {
             return Err(StoreError::Exists(new.into()));

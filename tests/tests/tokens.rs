@@ -1,0 +1,372 @@
+//! Every token command end to end: real agent, real Secret Service or
+//! kernel keyring, real `signet` processes.
+
+use signet_tests::{Backend, TestEnv};
+
+const MAAS_URL: &str = "http://maas.example:5240/MAAS/";
+
+#[test]
+fn add_list_show_rename_rm_with_the_secret_only_in_the_keyring() {
+    let Some(env) = TestEnv::started(Backend::SecretService) else { return };
+    let secret = "ConsumerKeyAAA:TokenKeyBBB:TokenSecretCCC";
+    let out = env.signet_in(
+        &["add", "m1", "--kind", "maas", "--url", MAAS_URL],
+        b"ConsumerKeyAAA:TokenKeyBBB:TokenSecretCCC\n",
+    );
+    out.ok();
+    assert!(!out.stdout.contains("TokenSecretCCC") && !out.stderr.contains("TokenSecretCCC"));
+
+    let list = env.signet(&["list", "--json"]).json();
+    let items = list.as_array().expect("array");
+    assert_eq!(items.len(), 1);
+    let m1 = &items[0];
+    let mut keys: Vec<&str> = m1.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "comment",
+            "created",
+            "expired",
+            "expires",
+            "exportable",
+            "kind",
+            "last_used",
+            "name",
+            "owner",
+            "url",
+            "use_count"
+        ]
+    );
+    assert_eq!(m1["name"], "m1");
+    assert_eq!(m1["kind"], "maas");
+    assert_eq!(m1["url"], MAAS_URL);
+    assert_eq!(m1["expired"], false);
+    assert_eq!(m1["exportable"], false);
+    assert!(!list.to_string().contains("TokenSecretCCC"));
+
+    // The secret is in the Secret Service, under this agent's service, and
+    // in no file of the data directory.
+    let items = env.keyring_items();
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0].1, secret.as_bytes());
+    for (path, bytes) in env.data_files() {
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains("TokenSecretCCC"), "secret found in {}", path.display());
+    }
+
+    // The human table and show.
+    let table = env.signet(&["list"]).ok().to_string();
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(table.contains("m1") && table.contains(MAAS_URL), "{table}");
+    let show = env.signet(&["show", "m1"]).ok().to_string();
+    assert!(show.contains("token key:") && show.contains("TokenKeyBBB"), "{show}");
+    assert!(!show.contains("TokenSecretCCC"), "{show}");
+
+    // Rename keeps the very same keyring item.
+    let id_before = items[0].0.clone();
+    env.signet(&["rename", "m1", "m2"]).ok();
+    env.signet(&["show", "m1"]).fails(4);
+    assert_eq!(env.signet(&["show", "m2", "--json"]).json()["name"], "m2");
+    let items = env.keyring_items();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].0, id_before, "rename must not touch the secret");
+
+    // rm removes both.
+    env.signet(&["rm", "m2"]).ok();
+    assert_eq!(env.signet(&["list", "--json"]).json(), serde_json::json!([]));
+    assert!(env.keyring_items().is_empty(), "keyring item left behind");
+}
+
+#[test]
+fn tokens_survive_an_agent_restart_in_the_secret_service() {
+    let Some(mut env) = TestEnv::started(Backend::SecretService) else { return };
+    env.add("m1", "maas", MAAS_URL, "ck:tk:ts", &["--comment", "prod"]);
+    env.add(
+        "v1",
+        "api-token",
+        "https://vms.example/",
+        "Ab12Cd34.secretpart",
+        &["--expires", "180D"],
+    );
+    env.signet(&["rename", "m1", "m2"]).ok();
+    let before = env.signet(&["list", "--json"]).json();
+    assert_eq!(env.stop_agent().code(), Some(0));
+    assert!(!env.socket().exists(), "socket left behind after SIGTERM");
+    env.start_agent();
+    let after = env.signet(&["list", "--json"]).json();
+    assert_eq!(before, after);
+    assert_eq!(after[0]["name"], "m2");
+    assert_eq!(after[0]["comment"], "prod");
+    assert!(after[1]["expires"].is_string());
+    assert_eq!(env.keyring_items().len(), 2);
+    env.signet(&["rm", "m2", "v1"]).ok();
+    assert!(env.keyring_items().is_empty());
+}
+
+#[test]
+fn the_kernel_keyring_works_too() {
+    let Some(mut env) = TestEnv::started(Backend::Keyutils) else { return };
+    let st = env.signet(&["status", "--json"]).json();
+    assert_eq!(st["store"], "keyutils");
+    env.add("b1", "bearer", "https://api.example/", "tok-123", &[]);
+    env.add("h1", "header", "https://api.example/", "v a l", &["--header-name", "X-Api-Key"]);
+    assert_eq!(env.signet(&["list", "--json"]).json().as_array().unwrap().len(), 2);
+    env.signet(&["rename", "b1", "b2"]).ok();
+    env.signet(&["rm", "h1"]).ok();
+    env.restart_agent();
+    let l = env.signet(&["list", "--json"]).json();
+    assert_eq!(l.as_array().unwrap().len(), 1);
+    assert_eq!(l[0]["name"], "b2");
+    for (path, bytes) in env.data_files() {
+        assert!(!String::from_utf8_lossy(&bytes).contains("tok-123"), "{}", path.display());
+    }
+}
+
+#[test]
+fn every_kind_is_accepted_with_its_settings() {
+    let Some(env) = TestEnv::started(Backend::SecretService) else { return };
+    env.add("k-maas", "maas", MAAS_URL, "a:b:c", &["--signature", "hmac-sha1"]);
+    let o = env.signet_in(
+        &[
+            "add",
+            "k-oauth1",
+            "--kind",
+            "oauth1",
+            "--url",
+            "https://api.example/",
+            "--consumer-key",
+            "ck",
+            "--token-key",
+            "tk",
+        ],
+        b"cs\nts\n",
+    );
+    o.ok();
+    env.add(
+        "k-vms",
+        "api-token",
+        "https://vms.example/",
+        "Ab12Cd34.s3cret",
+        &["--tenant", "t1", "--exportable"],
+    );
+    env.add("k-bearer", "bearer", "https://api.example/", "tok", &[]);
+    env.add("k-basic", "basic", "https://api.example/", "pass word", &["--username", "alice"]);
+    env.add("k-header", "header", "https://api.example/", "v", &["--header-name", "X-Api-Key"]);
+    let l = env.signet(&["list", "--json"]).json();
+    let kinds: Vec<&str> =
+        l.as_array().unwrap().iter().map(|t| t["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["basic", "bearer", "header", "maas", "oauth1", "api-token"]);
+    let d = env.signet(&["show", "k-maas", "--json"]).json();
+    assert_eq!(d["signature"], "hmac-sha1");
+    assert_eq!(d["consumer_key"], "a");
+    let d = env.signet(&["show", "k-vms", "--json"]).json();
+    assert_eq!(d["tenant"], "t1");
+    assert_eq!(d["exportable"], true);
+    let d = env.signet(&["show", "k-oauth1", "--json"]).json();
+    assert_eq!(d["signature"], "hmac-sha1");
+    assert_eq!(d["token_key"], "tk");
+    assert_eq!(env.keyring_items().len(), 6);
+    let oauth = env.keyring_items().into_iter().find(|(_, s)| s.starts_with(b"cs")).unwrap();
+    assert_eq!(oauth.1, b"cs\nts");
+}
+
+#[test]
+fn malformed_secrets_are_refused_with_the_expected_shape_and_never_echoed() {
+    let Some(env) = TestEnv::started(Backend::SecretService) else { return };
+    let cases: &[(&str, &[u8], &str)] = &[
+        ("maas", b":tk:ts\n", "consumer_key:token_key:token_secret"),
+        ("maas", b"ck:tk:\n", "consumer_key:token_key:token_secret"),
+        ("maas", b"ck::Sekrit\n", "consumer_key:token_key:token_secret"),
+        ("maas", b"ck:tk:Sekrit:x\n", "consumer_key:token_key:token_secret"),
+        ("maas", b"\n", "consumer_key:token_key:token_secret"),
+        ("api-token", b"noDotSekrit\n", "<id>.<secret>"),
+        ("bearer", b"two Sekrit\n", "without whitespace"),
+        ("bearer", b"line1\nSekrit\n", "one line"),
+    ];
+    for (kind, stdin, shape) in cases {
+        let out = env.signet_in(
+            &["add", "bad", "--kind", kind, "--url", "http://maas.example/MAAS/"],
+            stdin,
+        );
+        let err = out.fails(2);
+        assert!(err.contains(shape), "{kind} {stdin:?}: {err}");
+        assert!(!err.contains("Sekrit"), "secret echoed: {err}");
+    }
+    assert_eq!(env.signet(&["list", "--json"]).json(), serde_json::json!([]));
+    assert!(env.keyring_items().is_empty());
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let Some(env) = TestEnv::started(Backend::SecretService) else { return };
+    let cases: &[&[&str]] = &[
+        &["add", "-bad", "--kind", "bearer", "--url", "https://h/"],
+        &["add", "a b", "--kind", "bearer", "--url", "https://h/"],
+        &["add", "ok", "--kind", "ssh", "--url", "https://h/"],
+        &["add", "ok", "--kind", "bearer", "--url", "ftp://h/"],
+        &["add", "ok", "--kind", "bearer", "--url", "https://user:pw@h/"],
+        &["add", "ok", "--kind", "bearer", "--url", "https://h/", "--expires", "10x"],
+        &["add", "ok", "--kind", "bearer", "--url", "https://h/", "--expires", "0D"],
+        &[
+            "add",
+            "ok",
+            "--kind",
+            "bearer",
+            "--url",
+            "https://h/",
+            "--expires",
+            "2001-01-01T00:00:00Z",
+        ],
+        &["add", "ok", "--kind", "basic", "--url", "https://h/"],
+        &["add", "ok", "--kind", "header", "--url", "https://h/", "--header-name", "Bad Name"],
+        &["add", "ok", "--kind", "bearer", "--url", "https://h/", "--username", "u"],
+        &[
+            "add",
+            "ok",
+            "--kind",
+            "bearer",
+            "--url",
+            "https://h/",
+            "--insecure",
+            "--cacert",
+            "/etc/hostname",
+        ],
+        &[
+            "add",
+            "ok",
+            "--kind",
+            "bearer",
+            "--url",
+            "https://h/",
+            "--cacert",
+            "/nonexistent/ca.pem",
+        ],
+        &["show", "bad/name"],
+        &["rename", "a", "-b"],
+        &["nosuchcommand"],
+    ];
+    for args in cases {
+        let out = env.signet_in(args, b"tok\n");
+        assert_eq!(out.code(), 2, "{args:?}: {out:#?}");
+    }
+    assert_eq!(env.signet(&["list", "--json"]).json(), serde_json::json!([]));
+}
+
+#[test]
+fn missing_tokens_exit_4_and_duplicates_are_refused() {
+    let Some(env) = TestEnv::started(Backend::SecretService) else { return };
+    assert!(env.signet(&["show", "nope"]).fails(4).contains("nope"));
+    env.signet(&["rm", "nope"]).fails(4);
+    env.signet(&["rename", "nope", "other"]).fails(4);
+    env.add("a", "bearer", "https://h/", "t1", &[]);
+    env.add("b", "bearer", "https://h/", "t2", &[]);
+    let err = env
+        .signet_in(&["add", "a", "--kind", "bearer", "--url", "https://h/"], b"t3\n")
+        .fails(1)
+        .to_string();
+    assert!(err.contains("already exists"), "{err}");
+    assert!(env.signet(&["rename", "a", "b"]).fails(1).contains("already exists"));
+    // rm carries on past a missing name and reports it.
+    let out = env.signet(&["rm", "nope", "a"]);
+    assert!(out.fails(4).contains("nope"));
+    assert!(out.stderr.contains("removed: a"), "{out:#?}");
+    let names: Vec<String> = env
+        .signet(&["list", "--json"])
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["b"]);
+}
+
+#[test]
+fn expiry_is_stored_shown_and_listed_as_expired() {
+    let Some(env) = TestEnv::started(Backend::SecretService) else { return };
+    env.add("soon", "bearer", "https://h/", "t", &["--expires", "1s"]);
+    env.add("later", "bearer", "https://h/", "t", &["--expires", "1Y"]);
+    env.add("at", "bearer", "https://h/", "t", &["--expires", "2099-01-31T00:00:00Z"]);
+    let l = env.signet(&["show", "at", "--json"]).json();
+    assert_eq!(l["expires"], "2099-01-31T00:00:00Z");
+    let later = env.signet(&["show", "later", "--json"]).json();
+    let created = later["created"].as_str().unwrap().to_string();
+    let expires = later["expires"].as_str().unwrap().to_string();
+    assert!(
+        expires[..4].parse::<i32>().unwrap() == created[..4].parse::<i32>().unwrap() + 1,
+        "{created} {expires}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let soon = env.signet(&["show", "soon", "--json"]).json();
+    assert_eq!(soon["expired"], true);
+    assert_eq!(later["expired"], false);
+    let table = env.signet(&["list"]).ok().to_string();
+    assert!(table.lines().any(|l| l.starts_with("soon") && l.contains("expired")), "{table}");
+}
+
+#[test]
+fn the_token_limit_names_itself_and_how_to_raise_it() {
+    let Some(mut env) = TestEnv::new(Backend::SecretService) else { return };
+    env.write_config("max_tokens_per_owner = 2\n");
+    env.start_agent();
+    env.add("a", "bearer", "https://h/", "t", &[]);
+    env.add("b", "bearer", "https://h/", "t", &[]);
+    let err = env
+        .signet_in(&["add", "c", "--kind", "bearer", "--url", "https://h/"], b"t\n")
+        .fails(5)
+        .to_string();
+    assert!(err.contains("at most 2"), "{err}");
+    assert!(err.contains("max_tokens_per_owner"), "{err}");
+    env.signet(&["rm", "a"]).ok();
+    env.add("c", "bearer", "https://h/", "t", &[]);
+    assert_eq!(env.signet(&["status", "--json"]).json()["max_tokens_per_owner"], 2);
+}
+
+#[test]
+fn a_bad_config_file_stops_the_agent_with_its_name() {
+    let Some(env) = TestEnv::new(Backend::SecretService) else { return };
+    env.write_config("max_tokens_per_ower = 2\n");
+    let out = signet_tests::run(env.agent_command().arg("-D"), b"");
+    assert_eq!(out.code(), 1, "{out:#?}");
+    assert!(
+        out.stderr.contains("config.toml") && out.stderr.contains("max_tokens_per_ower"),
+        "{out:#?}"
+    );
+}
+
+#[test]
+fn status_reports_the_agent() {
+    let Some(env) = TestEnv::started(Backend::SecretService) else { return };
+    env.add("a", "bearer", "https://h/", "t", &[]);
+    let s = env.signet(&["status", "--json"]).json();
+    assert_eq!(s["pid"], env.agent.as_ref().unwrap().pid());
+    assert_eq!(s["store"], "secret-service");
+    assert_eq!(s["tokens"], 1);
+    assert_eq!(s["socket"], env.socket().display().to_string());
+    assert!(s["version"].is_string() && s["uptime_secs"].is_u64());
+    let text = env.signet(&["status"]).ok().to_string();
+    assert!(text.contains("secret-service"), "{text}");
+}
+
+#[test]
+fn a_locked_keyring_is_a_store_failure_and_loses_nothing() {
+    let Some(env) = TestEnv::started(Backend::SecretService) else { return };
+    env.add("a", "bearer", "https://h/", "t", &[]);
+    env.session.as_ref().unwrap().lock().expect("lock the collection");
+    let out = env.signet_in(&["add", "b", "--kind", "bearer", "--url", "https://h/"], b"t\n");
+    let err = out.fails(6).to_string();
+    assert!(err.contains("keyring"), "{err}");
+    // Nothing half-added, the old token still listed, the agent alive.
+    let names: Vec<String> = env
+        .signet(&["list", "--json"])
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["a"]);
+    let idx = env.index();
+    assert_eq!(idx["tokens"].as_array().unwrap().len(), 1, "{idx}");
+}
