@@ -13,15 +13,16 @@
 //! a call is a blocking write and read on a Unix socket. Every error maps to
 //! one of the exit codes of the `signet` command ([`ClientError::exit_code`]).
 
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use signet_proto::frame::{FrameError, read_frame, write_frame};
 pub use signet_proto::{
-    AddToken, ErrorCode, Failure, PROTOCOL_VERSION, Request, Response, Secret, StatusInfo,
-    TokenInfo, TokenKind, TokenParams, agent_version_string,
+    AddToken, Chunk, ErrorCode, Failure, MAX_CHUNK, PROTOCOL_VERSION, PerformRequest, Request,
+    Response, ResponseHead, Secret, SignRequest, StatusInfo, TokenInfo, TokenKind, TokenParams,
+    agent_version_string,
 };
 
 /// The environment variable that names the agent's socket.
@@ -177,6 +178,58 @@ impl Client {
         }
     }
 
+    /// The header lines that authenticate a request (`signet sign`).
+    pub fn sign(&mut self, req: SignRequest) -> Result<Vec<(String, Secret)>, ClientError> {
+        match self.call(&Request::Sign(req))? {
+            Response::Signed(h) => Ok(h),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Has the agent perform a request (`signet request`). `body`, if any,
+    /// is streamed up in chunks; the response comes back as a head and a
+    /// reader over the body, which streams too. Read the body to its end
+    /// before using this client again.
+    pub fn perform(
+        &mut self,
+        mut req: PerformRequest,
+        body: Option<&mut dyn Read>,
+    ) -> Result<PerformResponse<'_>, ClientError> {
+        req.has_body = body.is_some();
+        let timeout = req.timeout_secs;
+        match self.call(&Request::Perform(req))? {
+            Response::Proceed => {}
+            other => return Err(unexpected(&other)),
+        }
+        // The agent waits for upstream as long as the request allows.
+        let _ = self.stream.set_read_timeout(timeout.map(|t| Duration::from_secs(t + 30)));
+        if let Some(body) = body {
+            let mut buf = vec![0u8; MAX_CHUNK];
+            loop {
+                let n = match body.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        return Err(ClientError::Connection(format!(
+                            "cannot read the request body: {e}"
+                        )));
+                    }
+                };
+                write_frame(&mut self.stream, &Request::BodyChunk(Chunk(buf[..n].to_vec())))
+                    .map_err(frame_error)?;
+            }
+            write_frame(&mut self.stream, &Request::BodyEnd).map_err(frame_error)?;
+        }
+        match read_frame::<_, Response>(&mut self.stream).map_err(frame_error)? {
+            Response::Head(head) => {
+                Ok(PerformResponse { head, client: self, chunk: Vec::new(), pos: 0, done: false })
+            }
+            Response::Failure(f) => Err(ClientError::Agent(f)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     pub fn status(&mut self) -> Result<StatusInfo, ClientError> {
         match self.call(&Request::Status)? {
             Response::Status(s) => Ok(s),
@@ -193,6 +246,63 @@ fn unexpected(r: &Response) -> ClientError {
         Response::Token(_) => "Token",
         Response::Tokens(_) => "Tokens",
         Response::Status(_) => "Status",
+        Response::Signed(_) => "Signed",
+        Response::Proceed => "Proceed",
+        Response::Head(_) => "Head",
+        Response::BodyChunk(_) => "BodyChunk",
+        Response::BodyEnd => "BodyEnd",
     };
     ClientError::Connection(format!("the agent sent an unexpected answer ({what})"))
+}
+
+/// The answer to [`Client::perform`]: the head, and the body as a reader.
+/// A failure after the head (the upstream connection broke) is an
+/// `io::Error` wrapping a [`ClientError`]; see [`client_error`].
+pub struct PerformResponse<'a> {
+    pub head: ResponseHead,
+    client: &'a mut Client,
+    chunk: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+impl Read for PerformResponse<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            if self.done {
+                return Ok(0);
+            }
+            let frame = read_frame::<_, Response>(&mut self.client.stream)
+                .map_err(|e| io::Error::other(frame_error(e)))?;
+            match frame {
+                Response::BodyChunk(Chunk(c)) => {
+                    self.chunk = c;
+                    self.pos = 0;
+                }
+                Response::BodyEnd => self.done = true,
+                Response::Failure(f) => {
+                    self.done = true;
+                    return Err(io::Error::other(ClientError::Agent(f)));
+                }
+                other => return Err(io::Error::other(unexpected(&other))),
+            }
+        }
+        let n = out.len().min(self.chunk.len() - self.pos);
+        out[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// The [`ClientError`] inside an `io::Error` from [`PerformResponse`], if
+/// that is what it is.
+pub fn client_error(e: io::Error) -> Result<ClientError, io::Error> {
+    if e.get_ref().is_some_and(|i| i.is::<ClientError>()) {
+        match e.into_inner().map(|b| b.downcast::<ClientError>()) {
+            Some(Ok(c)) => Ok(*c),
+            _ => Err(io::Error::other("unreadable error")),
+        }
+    } else {
+        Err(e)
+    }
 }

@@ -43,6 +43,10 @@ enum Command {
     Rename(cmd::tokens::RenameArgs),
     /// Show the agent's status.
     Status(cmd::tokens::JsonArg),
+    /// Print the header lines that authenticate a request.
+    Sign(cmd::http::SignArgs),
+    /// Have the agent perform a request; the response body goes to stdout.
+    Request(cmd::http::RequestArgs),
 }
 
 /// A failure of the command, with its exit code.
@@ -84,6 +88,8 @@ fn main() -> ExitCode {
         Command::Rm(a) => cmd::tokens::rm(socket, a),
         Command::Rename(a) => cmd::tokens::rename(socket, a),
         Command::Status(a) => cmd::tokens::status(socket, a),
+        Command::Sign(a) => cmd::http::sign(socket, a),
+        Command::Request(a) => cmd::http::request(socket, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,11 +10,14 @@ use std::time::Instant;
 
 use signet_proto::token::validate_name;
 use signet_proto::{
-    AddToken, ErrorCode, Failure, PROTOCOL_VERSION, Request, Response, StatusInfo, TokenInfo,
+    AddToken, ErrorCode, Failure, PROTOCOL_VERSION, Request, Response, Secret, SignRequest,
+    StatusInfo, TokenInfo,
 };
 
 use crate::config::Config;
+use crate::http::Http;
 use crate::policy;
+use crate::sign::{self, Freshness, SignInput};
 use crate::store::index::{Entry, EntryState};
 use crate::store::{Store, StoreError};
 
@@ -24,6 +27,7 @@ pub struct Agent {
     pub config: Config,
     pub started: Instant,
     pub socket: PathBuf,
+    pub http: Http,
 }
 
 /// Who is asking: from SO_PEERCRED on the connection.
@@ -104,6 +108,12 @@ pub async fn handle(agent: &Agent, peer: Peer, req: Request) -> Response {
         Request::Remove { name } => remove(agent, peer, &name).await,
         Request::Rename { old, new } => rename(agent, peer, &old, &new).await,
         Request::Status => status(agent, peer),
+        Request::Sign(r) => sign_request(agent, peer, r).await,
+        // Streams: the connection serves these itself (crate::http).
+        Request::Perform(_) | Request::BodyChunk(_) | Request::BodyEnd => Err(Failure::new(
+            ErrorCode::Protocol,
+            "a body frame outside of a request that has a body",
+        )),
     };
     result.unwrap_or_else(Response::Failure)
 }
@@ -161,7 +171,8 @@ fn show(agent: &Agent, peer: Peer, name: &str) -> Result<Response, Failure> {
 #[tracing::instrument(skip_all, fields(uid = peer.uid, token = %name))]
 async fn remove(agent: &Agent, peer: Peer, name: &str) -> Result<Response, Failure> {
     name_ok(name)?;
-    agent.store.remove(peer.uid, name).await?;
+    let removed = agent.store.remove(peer.uid, name).await?;
+    agent.http.forget(&removed.id);
     tracing::info!("token removed");
     Ok(Response::Ok)
 }
@@ -173,6 +184,29 @@ async fn rename(agent: &Agent, peer: Peer, old: &str, new: &str) -> Result<Respo
     let e = agent.store.rename(peer.uid, old, new).await?;
     tracing::info!("token renamed");
     Ok(Response::Token(info(&e, now())))
+}
+
+async fn sign_request(agent: &Agent, peer: Peer, r: SignRequest) -> Result<Response, Failure> {
+    name_ok(&r.name)?;
+    let e = agent.store.get(peer.uid, &r.name)?;
+    let now = now();
+    policy::check_not_expired(&e, now)?;
+    let base = url::Url::parse(&e.url)
+        .map_err(|err| Failure::new(ErrorCode::Other, format!("stored base URL: {err}")))?;
+    let url = policy::resolve_url(&base, &r.url)?;
+    policy::check_scope(&e.name, &base, &url)?;
+    let method = policy::check_method(&r.method)?;
+    policy::check_export(&e, sign::reveals_secret(e.kind, &e.params))?;
+    let secret = agent.store.secret(&e).await?;
+    let fresh = Freshness::now().map_err(|err| Failure::new(ErrorCode::Other, err.to_string()))?;
+    let input = SignInput { method: &method, url: &url, form: &r.form };
+    let lines = sign::sign(e.kind, &e.params, &secret, &input, &fresh).map_err(|err| {
+        Failure::new(ErrorCode::Other, format!("cannot sign with token `{}`: {err}", e.name))
+    })?;
+    agent.store.record_use(&e.id, now);
+    Ok(Response::Signed(
+        lines.into_iter().map(|h| (h.name, Secret::new(h.value.as_bytes().to_vec()))).collect(),
+    ))
 }
 
 fn status(agent: &Agent, peer: Peer) -> Result<Response, Failure> {

@@ -9,6 +9,7 @@
 pub mod config;
 pub mod handler;
 pub mod harden;
+pub mod http;
 pub mod paths;
 pub mod policy;
 pub mod server;

@@ -286,7 +286,13 @@ fn serve(
             bound.listener.try_clone().map_err(|e| e.to_string())?,
         )
         .map_err(|e| e.to_string())?;
-        let agent = Arc::new(Agent { store, config, started, socket: socket_path });
+        let agent = Arc::new(Agent {
+            store,
+            config,
+            started,
+            socket: socket_path,
+            http: Default::default(),
+        });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
         let signals = tokio::spawn(async move {

@@ -172,10 +172,230 @@ pub fn check_new_token(
     Ok((url.to_string(), p))
 }
 
+/// The URL a request is for: `target` as given when absolute, else joined
+/// to the token's base URL (`api/2.0/users/?op=whoami`).
+pub fn resolve_url(base: &url::Url, target: &str) -> Result<url::Url, Failure> {
+    let t = target.trim();
+    if t.is_empty() {
+        return Err(usage("no URL given"));
+    }
+    let absolute = t.split_once("://").is_some_and(|(scheme, _)| {
+        !scheme.is_empty()
+            && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    });
+    let url = if absolute { url::Url::parse(t) } else { base.join(t) };
+    let url = url.map_err(|e| usage(format!("invalid URL `{}`: {e}", t.escape_debug())))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(usage(format!("invalid URL: scheme `{}` is not http or https", url.scheme())));
+    }
+    Ok(url)
+}
+
+fn out_of_scope(name: &str, base: &url::Url, why: String) -> Failure {
+    Failure::new(
+        ErrorCode::Policy,
+        format!("refused: {why}; token `{name}` is only for URLs under {base}"),
+    )
+}
+
+/// Whether the percent-decoded path has a `.` or `..` segment that the URL
+/// parser left alone because it was encoded (`%2e%2e%2f`): a server that
+/// decodes before resolving would step out of the base path.
+fn has_hidden_dot_segment(path: &str) -> bool {
+    let mut decoded = Vec::with_capacity(path.len());
+    let b = path.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            decoded.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
+        decoded.push(b[i]);
+        i += 1;
+    }
+    decoded.split(|&c| c == b'/' || c == b'\\').any(|seg| seg == b"." || seg == b"..")
+}
+
+/// SPEC §3: a token is used only for URLs under its base URL: same scheme
+/// (no downgrade), host and port, and a path under the base path. Both URLs
+/// are already normalised by the WHATWG parser (case, default ports, dot
+/// segments); what it leaves, this refuses.
+pub fn check_scope(name: &str, base: &url::Url, target: &url::Url) -> Result<(), Failure> {
+    if !target.username().is_empty() || target.password().is_some() {
+        return Err(out_of_scope(name, base, "the URL contains user info".into()));
+    }
+    if target.scheme() != base.scheme() {
+        return Err(out_of_scope(
+            name,
+            base,
+            format!("scheme {} is not the token's {}", target.scheme(), base.scheme()),
+        ));
+    }
+    if target.host_str() != base.host_str() {
+        return Err(out_of_scope(
+            name,
+            base,
+            format!("host {} is not the token's host", target.host_str().unwrap_or("(none)")),
+        ));
+    }
+    if target.port_or_known_default() != base.port_or_known_default() {
+        return Err(out_of_scope(
+            name,
+            base,
+            format!(
+                "port {} is not the token's port",
+                target.port_or_known_default().map_or("(none)".into(), |p| p.to_string())
+            ),
+        ));
+    }
+    let (bp, tp) = (base.path(), target.path());
+    let under = tp.starts_with(bp) || Some(tp) == bp.strip_suffix('/');
+    if !under || has_hidden_dot_segment(tp) || tp.contains('\\') {
+        return Err(out_of_scope(name, base, format!("path {tp} is not under {bp}")));
+    }
+    Ok(())
+}
+
+/// SPEC §3: output that contains the secret itself leaves the agent only
+/// for tokens added with --exportable.
+pub fn check_export(e: &Entry, reveals_secret: bool) -> Result<(), Failure> {
+    if reveals_secret && !e.exportable {
+        return Err(Failure::new(
+            ErrorCode::Policy,
+            format!(
+                "refused: token `{}` is not exportable, and its {} header would contain the secret itself",
+                e.name, e.kind
+            ),
+        )
+        .with_hint(format!(
+            "use `signet request {} URL` (the agent makes the call), or re-add the token with --exportable",
+            e.name
+        )));
+    }
+    Ok(())
+}
+
+/// An HTTP method: an RFC 9110 token, upper-cased as curl sends it.
+pub fn check_method(m: &str) -> Result<String, Failure> {
+    if m.is_empty() || m.len() > 32 || !header_token_ok(m) {
+        return Err(usage(format!("invalid HTTP method `{}`", m.escape_debug())));
+    }
+    Ok(m.to_ascii_uppercase())
+}
+
+/// Headers the caller may not set: the agent owns authentication, and
+/// framing headers are the HTTP client's business.
+const RESERVED_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+];
+
+/// Checks `-H` headers: valid names, one-line values, nothing reserved.
+pub fn check_headers(headers: &[(String, String)]) -> Result<(), Failure> {
+    for (k, v) in headers {
+        if !header_token_ok(k) || k.len() > 256 {
+            return Err(usage(format!("invalid header name `{}`", k.escape_debug())));
+        }
+        if RESERVED_HEADERS.contains(&k.to_ascii_lowercase().as_str()) {
+            return Err(usage(format!("header {k} is set by the agent and cannot be given")));
+        }
+        if v.len() > 8192 || v.chars().any(|c| c.is_control() && c != '\t') {
+            return Err(usage(format!("invalid value for header {k}: one line, at most 8 KiB")));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::index::EntryState;
+
+    fn u(s: &str) -> url::Url {
+        url::Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn scope_refusals() {
+        let base = u("https://maas.example:5240/MAAS/");
+        let refused = [
+            "https://other.example:5240/MAAS/",
+            "https://maas.example:5241/MAAS/",
+            "http://maas.example:5240/MAAS/",
+            "https://maas.example:5240/MAASX/",
+            "https://maas.example:5240/",
+            "https://maas.example:5240/MAAS/..%2f..%2fadmin",
+            "https://maas.example:5240/MAAS/%2e%2e/admin",
+            "https://maas.example:5240/MAAS/a/%2E%2E/%2E%2E/x",
+            "https://user@maas.example:5240/MAAS/",
+            "https://maas.example.evil.com:5240/MAAS/",
+            "https://maas.example:5240@evil.com/MAAS/",
+        ];
+        for t in refused {
+            let f = check_scope("m", &base, &u(t)).unwrap_err();
+            assert_eq!(f.code, ErrorCode::Policy, "{t}");
+            assert!(f.message.contains("refused"), "{t}: {}", f.message);
+        }
+        let allowed = [
+            "https://maas.example:5240/MAAS/",
+            "https://maas.example:5240/MAAS",
+            "https://MAAS.example:5240/MAAS/api/2.0/users/?op=whoami",
+            "https://maas.example:5240/MAAS/a/../b",
+            "https://maas.example:5240/MAAS/a%2Fb",
+        ];
+        for t in allowed {
+            assert!(check_scope("m", &base, &u(t)).is_ok(), "{t}");
+        }
+        // Default ports compare equal whether written or not.
+        let base = u("https://h/x/");
+        assert!(check_scope("m", &base, &u("https://h:443/x/y")).is_ok());
+        assert!(check_scope("m", &base, &u("https://h:8443/x/y")).is_err());
+    }
+
+    #[test]
+    fn relative_urls_join_the_base_and_escapes_are_caught() {
+        let base = u("http://maas.example:5240/MAAS/");
+        let r = resolve_url(&base, "api/2.0/users/?op=whoami").unwrap();
+        assert_eq!(r.as_str(), "http://maas.example:5240/MAAS/api/2.0/users/?op=whoami");
+        for escape in ["../etc", "/etc", "//evil.com/MAAS/", "http://evil.com/MAAS/"] {
+            let r = resolve_url(&base, escape).unwrap();
+            assert!(check_scope("m", &base, &r).is_err(), "{escape} -> {r}");
+        }
+        assert_eq!(resolve_url(&base, "").unwrap_err().code, ErrorCode::Usage);
+        assert_eq!(resolve_url(&base, "ftp://maas.example/").unwrap_err().code, ErrorCode::Usage);
+    }
+
+    #[test]
+    fn export_needs_the_flag_only_for_revealing_headers() {
+        let mut e = entry(None);
+        assert!(check_export(&e, false).is_ok());
+        let f = check_export(&e, true).unwrap_err();
+        assert_eq!(f.code, ErrorCode::Policy);
+        assert!(f.hint.unwrap().contains("signet request"));
+        e.exportable = true;
+        assert!(check_export(&e, true).is_ok());
+    }
+
+    #[test]
+    fn methods_and_headers() {
+        assert_eq!(check_method("post").unwrap(), "POST");
+        assert!(check_method("GE T").is_err());
+        assert!(check_method("").is_err());
+        let h = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        assert!(check_headers(&h("Accept", "application/json")).is_ok());
+        assert!(check_headers(&h("authorization", "Bearer x")).is_err());
+        assert!(check_headers(&h("X-A", "a\r\nInjected: 1")).is_err());
+        assert!(check_headers(&h("Bad Name", "v")).is_err());
+    }
 
     fn s(v: &str) -> Secret {
         Secret::from_str_value(v)

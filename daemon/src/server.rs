@@ -297,6 +297,10 @@ async fn connection(
         loop {
             let req = next_request(&mut stream, agent, agent.config.idle_timeout(), &mut shutdown).await?;
             let resp = match req {
+                Ok(Request::Perform(p)) => {
+                    crate::http::perform(agent, peer, p, &mut stream).await.map_err(Closed::Error)?;
+                    continue;
+                }
                 Ok(req) => handler::handle(agent, peer, req).await,
                 Err(resp) => resp,
             };

@@ -17,7 +17,10 @@ pub mod msg;
 pub mod secret;
 pub mod token;
 
-pub use msg::{AddToken, ErrorCode, Failure, Request, Response, StatusInfo, agent_version_string};
+pub use msg::{
+    AddToken, Chunk, ErrorCode, Failure, MAX_CHUNK, PerformRequest, Request, Response,
+    ResponseHead, SignRequest, StatusInfo, agent_version_string,
+};
 pub use secret::Secret;
 pub use token::{SignatureMethod, TlsOptions, TokenInfo, TokenKind, TokenParams};
 

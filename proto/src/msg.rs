@@ -51,17 +51,126 @@ pub enum Request {
         new: String,
     },
     Status,
+    /// `signet sign`: the header lines to attach, answered with `Signed`.
+    Sign(SignRequest),
+    /// `signet request`: the agent performs the request. The agent answers
+    /// `Proceed` (or a `Failure`); when `has_body`, the client then sends
+    /// the body as `BodyChunk` frames and a `BodyEnd`; the agent then sends
+    /// `Head`, the response body as `BodyChunk` frames and a `BodyEnd`, or a
+    /// `Failure` at any point before `BodyEnd`.
+    Perform(PerformRequest),
+    BodyChunk(Chunk),
+    BodyEnd,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Response {
-    Hello { version: u32, software: String },
+    Hello {
+        version: u32,
+        software: String,
+    },
     Ok,
     Failure(Failure),
     Token(TokenInfo),
     Tokens(Vec<TokenInfo>),
     Status(StatusInfo),
+    /// Header lines (name, value) to attach to the request. The value may
+    /// be the secret itself (exportable tokens), hence a `Secret`.
+    Signed(Vec<(String, Secret)>),
+    /// The request passed policy: send the body, if any.
+    Proceed,
+    Head(ResponseHead),
+    BodyChunk(Chunk),
+    BodyEnd,
 }
+
+/// `signet sign NAME [METHOD] URL [--form K=V]...`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignRequest {
+    pub name: String,
+    pub method: String,
+    /// Absolute, or relative to the token's base URL.
+    pub url: String,
+    /// Form parameters the signature covers (OAuth HMAC).
+    pub form: Vec<(String, String)>,
+}
+
+/// `signet request`: what the agent should send upstream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PerformRequest {
+    pub name: String,
+    pub method: String,
+    /// Absolute, or relative to the token's base URL.
+    pub url: String,
+    /// Extra request headers (`-H`). `Authorization` is refused: the agent
+    /// sets it.
+    pub headers: Vec<(String, String)>,
+    pub has_body: bool,
+    /// The body's length when known (a file): sent as Content-Length.
+    pub body_len: Option<u64>,
+    /// Whole-request timeout in seconds.
+    pub timeout_secs: Option<u64>,
+}
+
+/// The status line and headers of the upstream response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResponseHead {
+    pub status: u16,
+    pub reason: String,
+    /// `HTTP/1.1`, `HTTP/2`.
+    pub version: String,
+    /// Names lower-case as received; values as raw bytes.
+    pub headers: Vec<(String, Chunk)>,
+    /// The URL that answered, after redirects.
+    pub url: String,
+}
+
+/// Opaque bytes, encoded as one length-prefixed run rather than element by
+/// element (which would cost a call per byte for a 100 MiB body).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Chunk(pub Vec<u8>);
+
+impl std::fmt::Debug for Chunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Chunk({} bytes)", self.0.len())
+    }
+}
+
+impl Serialize for Chunk {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Chunk {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Chunk;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Chunk, E> {
+                Ok(Chunk(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Chunk, E> {
+                Ok(Chunk(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Chunk, A::Error> {
+                let mut out = Vec::with_capacity(a.size_hint().unwrap_or(0).min(1 << 16));
+                while let Some(b) = a.next_element::<u8>()? {
+                    out.push(b);
+                }
+                Ok(Chunk(out))
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
+}
+
+/// The largest body chunk either side puts in one frame: well under
+/// [`crate::MAX_FRAME`] so the framing overhead always fits.
+pub const MAX_CHUNK: usize = 256 * 1024;
 
 /// What `signet status` shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,6 +289,16 @@ mod tests {
         assert_eq!(bytes, [0, 1, 1, b'x']);
         let bytes = codec::encode(&Response::Hello { version: 1, software: "x".into() }).unwrap();
         assert_eq!(bytes, [0, 1, 1, b'x']);
+    }
+
+    #[test]
+    fn a_full_chunk_fits_in_a_frame() {
+        let r = Response::BodyChunk(Chunk(vec![0xab; MAX_CHUNK]));
+        let bytes = codec::encode(&r).unwrap();
+        assert!(bytes.len() <= crate::MAX_FRAME);
+        assert!(bytes.len() < MAX_CHUNK + 16, "chunk is not encoded as one run");
+        let Response::BodyChunk(c) = codec::decode::<Response>(&bytes).unwrap() else { panic!() };
+        assert_eq!(c.0.len(), MAX_CHUNK);
     }
 
     #[test]

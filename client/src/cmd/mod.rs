@@ -1,3 +1,4 @@
 //! One file per command group; each owns its arguments and its output.
 
+pub mod http;
 pub mod tokens;

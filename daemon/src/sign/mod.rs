@@ -127,6 +127,13 @@ pub fn reveals_secret(kind: TokenKind, params: &TokenParams) -> bool {
     }
 }
 
+/// Whether the signature covers form body parameters (OAuth HMAC, RFC 5849
+/// §3.4.1.3.1), so that a form body must be known before signing.
+pub fn signs_form_body(kind: TokenKind, params: &TokenParams) -> bool {
+    matches!(kind, TokenKind::Maas | TokenKind::Oauth1)
+        && oauth_method(kind, params) != SignatureMethod::Plaintext
+}
+
 /// The one place that decides an OAuth token's method, so that
 /// [`reveals_secret`] and [`sign`] cannot disagree.
 fn oauth_method(kind: TokenKind, params: &TokenParams) -> SignatureMethod {

@@ -1,0 +1,220 @@
+//! `sign` and `request`: using a token without holding it.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use signet_client::{Client, PerformRequest, SignRequest, client_error};
+use signet_proto::token::validate_name;
+
+use crate::Failed;
+
+#[derive(Args)]
+pub struct SignArgs {
+    name: String,
+    /// [METHOD] URL: the method defaults to GET; a relative URL is joined to
+    /// the token's base URL.
+    #[arg(num_args = 1..=2, required = true, value_names = ["METHOD", "URL"])]
+    target: Vec<String>,
+    /// A form parameter the signature covers (OAuth HMAC), K=V.
+    #[arg(long = "form", value_name = "K=V")]
+    form: Vec<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+fn io_failed(what: &str, e: io::Error) -> Failed {
+    Failed { code: 1, message: format!("{what}: {e}"), hint: None }
+}
+
+pub fn sign(socket: Option<&Path>, a: SignArgs) -> Result<(), Failed> {
+    validate_name(&a.name).map_err(|e| Failed::usage(e.to_string()))?;
+    let (method, url) = match a.target.as_slice() {
+        [url] => ("GET".to_string(), url.clone()),
+        [m, url] => (m.clone(), url.clone()),
+        _ => return Err(Failed::usage("expected [METHOD] URL")),
+    };
+    let mut form = Vec::with_capacity(a.form.len());
+    for kv in &a.form {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| Failed::usage(format!("--form {kv}: expected K=V")))?;
+        form.push((k.to_string(), v.to_string()));
+    }
+    let headers = Client::connect(socket)?.sign(SignRequest { name: a.name, method, url, form })?;
+    let mut out = io::stdout().lock();
+    let written = if a.json {
+        let items: Vec<_> = headers
+            .iter()
+            .map(|(n, v)| serde_json::json!({"name": n, "value": v.expose_str().unwrap_or_default()}))
+            .collect();
+        writeln!(out, "{}", serde_json::json!({ "headers": items }))
+    } else {
+        headers
+            .iter()
+            .try_for_each(|(n, v)| writeln!(out, "{n}: {}", v.expose_str().unwrap_or_default()))
+    };
+    written.map_err(|e| io_failed("cannot write the headers", e))
+}
+
+#[derive(Args)]
+pub struct RequestArgs {
+    name: String,
+    /// The URL; relative URLs are joined to the token's base URL.
+    url: String,
+    /// The method (default GET, or POST with a body).
+    #[arg(short = 'X', long = "request", value_name = "METHOD")]
+    method: Option<String>,
+    /// An extra header, 'Name: value'.
+    #[arg(short = 'H', long = "header", value_name = "K: V")]
+    headers: Vec<String>,
+    /// Body data, as curl's -d (several are joined with &; @FILE reads a file without its line breaks).
+    #[arg(short = 'd', long = "data", value_name = "DATA", conflicts_with = "data_binary")]
+    data: Vec<String>,
+    /// Body bytes exactly as given: @FILE, @- for stdin, or literal data.
+    #[arg(long = "data-binary", value_name = "@FILE|@-")]
+    data_binary: Option<String>,
+    /// Print the status line and response headers before the body.
+    #[arg(short = 'i', long = "include")]
+    include: bool,
+    /// Exit 22 without printing the body when the status is 400 or more.
+    #[arg(short = 'f', long = "fail")]
+    fail: bool,
+    /// Write the body to FILE instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Give up after SECS seconds.
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
+}
+
+/// A request body: bytes in memory, a file, or stdin.
+enum BodySource {
+    Bytes(io::Cursor<Vec<u8>>),
+    File(File),
+    Stdin(io::Stdin),
+}
+
+impl BodySource {
+    fn reader(&mut self) -> &mut dyn Read {
+        match self {
+            BodySource::Bytes(c) => c,
+            BodySource::File(f) => f,
+            BodySource::Stdin(s) => s,
+        }
+    }
+
+    fn len(&self) -> Option<u64> {
+        match self {
+            BodySource::Bytes(c) => Some(c.get_ref().len() as u64),
+            BodySource::File(f) => f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len()),
+            BodySource::Stdin(_) => None,
+        }
+    }
+}
+
+fn read_file(path: &str) -> Result<Vec<u8>, Failed> {
+    std::fs::read(path).map_err(|e| Failed::usage(format!("cannot read {path}: {e}")))
+}
+
+fn body_source(a: &RequestArgs) -> Result<Option<BodySource>, Failed> {
+    if let Some(d) = &a.data_binary {
+        return Ok(Some(match d.strip_prefix('@') {
+            Some("-") => BodySource::Stdin(io::stdin()),
+            Some(path) => BodySource::File(
+                File::open(path).map_err(|e| Failed::usage(format!("cannot read {path}: {e}")))?,
+            ),
+            None => BodySource::Bytes(io::Cursor::new(d.as_bytes().to_vec())),
+        }));
+    }
+    if a.data.is_empty() {
+        return Ok(None);
+    }
+    let mut parts = Vec::with_capacity(a.data.len());
+    for d in &a.data {
+        parts.push(match d.strip_prefix('@') {
+            Some(path) => {
+                let raw = if path == "-" {
+                    let mut v = Vec::new();
+                    io::stdin().read_to_end(&mut v).map_err(|e| io_failed("stdin", e))?;
+                    v
+                } else {
+                    read_file(path)?
+                };
+                raw.into_iter().filter(|b| *b != b'\n' && *b != b'\r').collect()
+            }
+            None => d.as_bytes().to_vec(),
+        });
+    }
+    Ok(Some(BodySource::Bytes(io::Cursor::new(parts.join(&b'&')))))
+}
+
+fn parse_header(h: &str) -> Result<(String, String), Failed> {
+    let (k, v) = h
+        .split_once(':')
+        .ok_or_else(|| Failed::usage(format!("-H {h}: expected 'Name: value'")))?;
+    Ok((k.trim().to_string(), v.trim().to_string()))
+}
+
+fn failed_from_io(e: io::Error, what: &str) -> Failed {
+    match client_error(e) {
+        Ok(c) => Failed::from(c),
+        Err(e) => io_failed(what, e),
+    }
+}
+
+pub fn request(socket: Option<&Path>, a: RequestArgs) -> Result<(), Failed> {
+    validate_name(&a.name).map_err(|e| Failed::usage(e.to_string()))?;
+    let mut headers = a.headers.iter().map(|h| parse_header(h)).collect::<Result<Vec<_>, _>>()?;
+    let mut body = body_source(&a)?;
+    if body.is_some() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+        // As curl does for -d and --data-binary.
+        headers.push(("Content-Type".into(), "application/x-www-form-urlencoded".into()));
+    }
+    let method =
+        a.method.clone().unwrap_or_else(|| if body.is_some() { "POST" } else { "GET" }.into());
+    let mut out: Box<dyn Write> = match &a.output {
+        Some(p) => Box::new(
+            File::create(p).map_err(|e| io_failed(&format!("cannot write {}", p.display()), e))?,
+        ),
+        None => Box::new(io::stdout().lock()),
+    };
+    let mut client = Client::connect(socket)?;
+    let req = PerformRequest {
+        name: a.name.clone(),
+        method,
+        url: a.url.clone(),
+        headers,
+        has_body: body.is_some(),
+        body_len: body.as_ref().and_then(BodySource::len),
+        timeout_secs: a.timeout,
+    };
+    let mut resp = client.perform(req, body.as_mut().map(BodySource::reader))?;
+    let status = resp.head.status;
+    if a.fail && status >= 400 {
+        // Drain, so the agent finishes cleanly, but print nothing.
+        io::copy(&mut resp, &mut io::sink())
+            .map_err(|e| failed_from_io(e, "reading the response"))?;
+        return Err(Failed {
+            code: 22,
+            message: format!(
+                "the server answered {} {} for {}",
+                status, resp.head.reason, resp.head.url
+            ),
+            hint: None,
+        });
+    }
+    if a.include {
+        let mut h = format!("{} {} {}\r\n", resp.head.version, status, resp.head.reason);
+        for (k, v) in &resp.head.headers {
+            h.push_str(&format!("{k}: {}\r\n", String::from_utf8_lossy(&v.0)));
+        }
+        h.push_str("\r\n");
+        out.write_all(h.as_bytes()).map_err(|e| io_failed("cannot write the response", e))?;
+    }
+    let copied = io::copy(&mut resp, &mut out);
+    copied.map_err(|e| failed_from_io(e, "cannot write the response"))?;
+    out.flush().map_err(|e| io_failed("cannot write the response", e))?;
+    Ok(())
+}
