@@ -13,17 +13,18 @@
 //! a call is a blocking write and read on a Unix socket. Every error maps to
 //! one of the exit codes of the `signet` command ([`ClientError::exit_code`]).
 
-use std::io::{self, Read};
+use std::io::{self, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use signet_proto::frame::{FrameError, read_frame, write_frame};
+use signet_proto::frame::{FrameError, encode_frame, read_frame, write_frame};
 pub use signet_proto::{
     AddToken, Chunk, ErrorCode, Failure, MAX_CHUNK, PROTOCOL_VERSION, PerformRequest, Request,
     Response, ResponseHead, Secret, SignRequest, StatusInfo, TokenInfo, TokenKind, TokenParams,
     agent_version_string,
 };
+use zeroize::Zeroizing;
 
 /// The environment variable that names the agent's socket.
 pub const SOCKET_ENV: &str = "SIGNET_AUTH_SOCK";
@@ -86,15 +87,20 @@ fn frame_error(e: FrameError) -> ClientError {
     }
 }
 
-/// A connection to the agent, past the handshake.
+/// A connection to the agent.
 pub struct Client {
-    stream: UnixStream,
+    /// Reads are buffered: a small frame costs one read, not two.
+    stream: BufReader<UnixStream>,
+    /// The `Hello` frame, not sent yet: it goes out in the same write as the
+    /// first request, so a one-shot command costs one round trip, not two.
+    pending_hello: Option<Vec<u8>>,
     agent_software: String,
 }
 
 impl Client {
-    /// Connects to the agent at `explicit` or `$SIGNET_AUTH_SOCK` and does
-    /// the `Hello` handshake.
+    /// Connects to the agent at `explicit` or `$SIGNET_AUTH_SOCK`. The
+    /// `Hello` handshake completes with the first call (or [`Client::handshake`]);
+    /// a protocol mismatch is reported there as [`ClientError::NoAgent`].
     pub fn connect(explicit: Option<&Path>) -> Result<Client, ClientError> {
         let path = socket_path(explicit)?;
         let stream = UnixStream::connect(&path).map_err(|e| {
@@ -109,26 +115,43 @@ impl Client {
         })?;
         // A hung agent must not hang a script forever.
         let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
-        let mut c = Client { stream, agent_software: String::new() };
         let hello =
             Request::Hello { version: PROTOCOL_VERSION, software: agent_version_string("signet") };
-        match c.call(&hello) {
-            Ok(Response::Hello { version, software }) if version == PROTOCOL_VERSION => {
-                c.agent_software = software;
-                Ok(c)
+        Ok(Client {
+            stream: BufReader::with_capacity(64 * 1024, stream),
+            pending_hello: Some(encode_frame(&hello).map_err(frame_error)?),
+            agent_software: String::new(),
+        })
+    }
+
+    /// Completes the handshake now, if no call has yet.
+    pub fn handshake(&mut self) -> Result<(), ClientError> {
+        if let Some(hello) = self.pending_hello.take() {
+            self.stream.get_mut().write_all(&hello).map_err(|e| frame_error(e.into()))?;
+            self.read_hello()?;
+        }
+        Ok(())
+    }
+
+    fn read_hello(&mut self) -> Result<(), ClientError> {
+        match read_frame::<_, Response>(&mut self.stream).map_err(frame_error)? {
+            Response::Hello { version, software } if version == PROTOCOL_VERSION => {
+                self.agent_software = software;
+                Ok(())
             }
-            Ok(Response::Hello { version, software }) => Err(ClientError::NoAgent(format!(
+            Response::Hello { version, software } => Err(ClientError::NoAgent(format!(
                 "protocol version mismatch: the agent ({software}) speaks version {version}, this client speaks {PROTOCOL_VERSION}"
             ))),
-            Ok(other) => Err(unexpected(&other)),
-            Err(ClientError::Agent(f)) if f.code == ErrorCode::Protocol => {
+            Response::Failure(f) if f.code == ErrorCode::Protocol => {
                 Err(ClientError::NoAgent(f.message))
             }
-            Err(e) => Err(e),
+            Response::Failure(f) => Err(ClientError::Agent(f)),
+            other => Err(unexpected(&other)),
         }
     }
 
-    /// `signet-agent/<version>` as the agent announced itself.
+    /// `signet-agent/<version>` as the agent announced itself (once the
+    /// handshake is done).
     pub fn agent_software(&self) -> &str {
         &self.agent_software
     }
@@ -136,7 +159,19 @@ impl Client {
     /// Sends one request and reads its answer. A [`Response::Failure`]
     /// becomes [`ClientError::Agent`].
     pub fn call(&mut self, req: &Request) -> Result<Response, ClientError> {
-        write_frame(&mut self.stream, req).map_err(frame_error)?;
+        match self.pending_hello.take() {
+            None => write_frame(self.stream.get_mut(), req).map_err(frame_error)?,
+            Some(hello) => {
+                // Request frames may carry a secret: wipe the joined buffer.
+                let mut both = Zeroizing::new(hello);
+                both.extend_from_slice(&Zeroizing::new(encode_frame(req).map_err(frame_error)?));
+                let sent = self.stream.get_mut().write_all(&both);
+                // An agent that refuses the Hello says why before closing:
+                // that reason beats a broken pipe.
+                self.read_hello()?;
+                sent.map_err(|e| frame_error(e.into()))?;
+            }
+        }
         match read_frame::<_, Response>(&mut self.stream).map_err(frame_error)? {
             Response::Failure(f) => Err(ClientError::Agent(f)),
             r => Ok(r),
@@ -202,7 +237,8 @@ impl Client {
             other => return Err(unexpected(&other)),
         }
         // The agent waits for upstream as long as the request allows.
-        let _ = self.stream.set_read_timeout(timeout.map(|t| Duration::from_secs(t + 30)));
+        let _ =
+            self.stream.get_ref().set_read_timeout(timeout.map(|t| Duration::from_secs(t + 30)));
         if let Some(body) = body {
             let mut buf = vec![0u8; MAX_CHUNK];
             loop {
@@ -216,10 +252,10 @@ impl Client {
                         )));
                     }
                 };
-                write_frame(&mut self.stream, &Request::BodyChunk(Chunk(buf[..n].to_vec())))
+                write_frame(self.stream.get_mut(), &Request::BodyChunk(Chunk(buf[..n].to_vec())))
                     .map_err(frame_error)?;
             }
-            write_frame(&mut self.stream, &Request::BodyEnd).map_err(frame_error)?;
+            write_frame(self.stream.get_mut(), &Request::BodyEnd).map_err(frame_error)?;
         }
         match read_frame::<_, Response>(&mut self.stream).map_err(frame_error)? {
             Response::Head(head) => {
