@@ -20,8 +20,9 @@ use std::time::Duration;
 
 use signet_proto::frame::{FrameError, encode_frame, read_frame, write_frame};
 pub use signet_proto::{
-    AddToken, Chunk, ErrorCode, Failure, MAX_CHUNK, PROTOCOL_VERSION, PerformRequest, Request,
-    Response, ResponseHead, Secret, SignRequest, StatusInfo, TokenInfo, TokenKind, TokenParams,
+    AccountInfo, AddToken, Chunk, ErrorCode, Failure, ImportOutcome, LifecycleOp, MAX_CHUNK,
+    MaasLogin, PROTOCOL_VERSION, PerformRequest, Request, Response, ResponseHead, Secret,
+    ServerToken, Service, SignRequest, StatusInfo, TokenInfo, TokenKind, TokenParams,
     agent_version_string,
 };
 use zeroize::Zeroizing;
@@ -266,6 +267,19 @@ impl Client {
         }
     }
 
+    /// `signet maas login`: answered with the stored token.
+    pub fn maas_login(&mut self, login: MaasLogin) -> Result<TokenInfo, ClientError> {
+        match self.call(&Request::MaasLogin(Box::new(login)))? {
+            Response::Token(t) => Ok(t),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// A server-side token operation; the answer depends on the operation.
+    pub fn lifecycle(&mut self, op: LifecycleOp) -> Result<Response, ClientError> {
+        self.call(&Request::Lifecycle(op))
+    }
+
     pub fn status(&mut self) -> Result<StatusInfo, ClientError> {
         match self.call(&Request::Status)? {
             Response::Status(s) => Ok(s),
@@ -287,6 +301,10 @@ fn unexpected(r: &Response) -> ClientError {
         Response::Head(_) => "Head",
         Response::BodyChunk(_) => "BodyChunk",
         Response::BodyEnd => "BodyEnd",
+        Response::Account(_) => "Account",
+        Response::ServerTokens(_) => "ServerTokens",
+        Response::Minted { .. } => "Minted",
+        Response::Imported(_) => "Imported",
     };
     ClientError::Connection(format!("the agent sent an unexpected answer ({what})"))
 }

@@ -47,6 +47,14 @@ enum Command {
     Sign(cmd::http::SignArgs),
     /// Have the agent perform a request; the response body goes to stdout.
     Request(cmd::http::RequestArgs),
+    /// MAAS accounts and their server tokens.
+    #[command(subcommand)]
+    Maas(cmd::lifecycle::MaasCmd),
+    /// VMS API tokens on the server.
+    #[command(subcommand)]
+    Vms(cmd::lifecycle::VmsCmd),
+    /// Replace a token's secret with a freshly minted one (maas, api-token).
+    Rotate(cmd::lifecycle::RotateArgs),
 }
 
 /// A failure of the command, with its exit code.
@@ -90,6 +98,9 @@ fn main() -> ExitCode {
         Command::Status(a) => cmd::tokens::status(socket, a),
         Command::Sign(a) => cmd::http::sign(socket, a),
         Command::Request(a) => cmd::http::request(socket, a),
+        Command::Maas(c) => cmd::lifecycle::maas(socket, c),
+        Command::Vms(c) => cmd::lifecycle::vms(socket, c),
+        Command::Rotate(a) => cmd::lifecycle::rotate(socket, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -109,6 +109,8 @@ pub async fn handle(agent: &Agent, peer: Peer, req: Request) -> Response {
         Request::Rename { old, new } => rename(agent, peer, &old, &new).await,
         Request::Status => status(agent, peer),
         Request::Sign(r) => sign_request(agent, peer, r).await,
+        Request::MaasLogin(l) => crate::lifecycle::maas_login(agent, peer, *l).await,
+        Request::Lifecycle(op) => crate::lifecycle::handle(agent, peer, op).await,
         // Streams: the connection serves these itself (crate::http).
         Request::Perform(_) | Request::BodyChunk(_) | Request::BodyEnd => Err(Failure::new(
             ErrorCode::Protocol,

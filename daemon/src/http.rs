@@ -52,6 +52,12 @@ fn other(msg: impl Into<String>) -> Failure {
 }
 
 impl Http {
+    /// A client for TLS settings that belong to no stored token yet (a
+    /// login being verified): not cached.
+    pub fn uncached(&self, tls: &TlsOptions) -> Result<reqwest::Client, Failure> {
+        build_client(tls)
+    }
+
     pub fn client(&self, e: &Entry) -> Result<reqwest::Client, Failure> {
         let mut clients = self.clients.lock().map_err(|_| other("internal error: client cache"))?;
         if let Some(c) = clients.get(&e.id) {
@@ -423,4 +429,71 @@ async fn exchange<W: AsyncWrite + Unpin>(
         }
     }
     send(wr, agent, &Response::BodyEnd).await.map_err(Outcome::Broken)
+}
+
+/// The largest answer the agent reads from a lifecycle API.
+pub const MAX_API_RESPONSE: usize = 4 << 20;
+
+/// A request body for [`call_api`].
+pub enum ApiBody {
+    None,
+    Form(Vec<(String, String)>),
+    Json(serde_json::Value),
+}
+
+/// A call the agent makes for itself (the MAAS and VMS token APIs): scope
+/// checked and signed like any other, redirects not followed, the answer
+/// read whole (at most [`MAX_API_RESPONSE`]). `entry` need not be stored:
+/// a login is verified before it is.
+pub async fn call_api(
+    agent: &Agent,
+    client: &reqwest::Client,
+    entry: &Entry,
+    secret: &signet_proto::Secret,
+    method: reqwest::Method,
+    target: &str,
+    body: ApiBody,
+) -> Result<(u16, Bytes), Failure> {
+    let base = url::Url::parse(&entry.url).map_err(|e| other(format!("stored base URL: {e}")))?;
+    let url = policy::resolve_url(&base, target)?;
+    policy::check_scope(&entry.name, &base, &url)?;
+    let form = match &body {
+        ApiBody::Form(f) => f.clone(),
+        _ => Vec::new(),
+    };
+    let fresh = Freshness::now().map_err(|e| other(e.to_string()))?;
+    let input = SignInput { method: method.as_str(), url: &url, form: &form };
+    let auth = sign::sign(entry.kind, &entry.params, secret, &input, &fresh)
+        .map_err(|e| other(format!("cannot sign the request: {e}")))?;
+    let mut rb = client.request(method, url.clone()).header("Accept", "application/json");
+    for h in &auth {
+        let mut v = reqwest::header::HeaderValue::from_str(&h.value)
+            .map_err(|_| other("the signed header is not a valid HTTP header value"))?;
+        v.set_sensitive(true);
+        rb = rb.header(h.name.as_str(), v);
+    }
+    rb = match body {
+        ApiBody::None => rb,
+        ApiBody::Form(f) => rb.form(&f),
+        ApiBody::Json(j) => {
+            rb.header(reqwest::header::CONTENT_TYPE, "application/json").body(j.to_string())
+        }
+    };
+    let mut resp =
+        rb.timeout(Duration::from_secs(60)).send().await.map_err(|e| describe(&e, &url))?;
+    if !entry.id.is_empty() {
+        agent.store.record_use(&entry.id, crate::handler::now());
+    }
+    let status = resp.status().as_u16();
+    let mut buf = Vec::new();
+    while let Some(c) = resp.chunk().await.map_err(|e| describe(&e, &url))? {
+        if buf.len() + c.len() > MAX_API_RESPONSE {
+            return Err(upstream(format!(
+                "{}: the answer is larger than {MAX_API_RESPONSE} bytes",
+                url.origin().ascii_serialization()
+            )));
+        }
+        buf.extend_from_slice(&c);
+    }
+    Ok((status, Bytes::from(buf)))
 }

@@ -10,6 +10,8 @@ pub mod config;
 pub mod handler;
 pub mod harden;
 pub mod http;
+pub mod lifecycle;
+pub mod maas_import;
 pub mod paths;
 pub mod policy;
 pub mod server;

@@ -61,6 +61,11 @@ pub enum Request {
     Perform(PerformRequest),
     BodyChunk(Chunk),
     BodyEnd,
+    /// `signet maas login`: verify and store a MAAS key, or obtain one
+    /// with a user name and password; answered with `Token`.
+    MaasLogin(Box<MaasLogin>),
+    /// Server-side token management through a stored token.
+    Lifecycle(LifecycleOp),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -82,6 +87,118 @@ pub enum Response {
     Head(ResponseHead),
     BodyChunk(Chunk),
     BodyEnd,
+    Account(AccountInfo),
+    ServerTokens(Vec<ServerToken>),
+    /// A token minted on the server and stored locally; `shown` only when
+    /// the caller asked to see it (`--show`).
+    Minted {
+        token: TokenInfo,
+        shown: Option<Secret>,
+        notes: Vec<String>,
+    },
+    /// What `maas import` did, one line per profile.
+    Imported(Vec<ImportOutcome>),
+}
+
+/// `signet maas login NAME URL [--username U]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MaasLogin {
+    pub name: String,
+    /// The MAAS URL as users give it (`http://host:5240/MAAS/`).
+    pub url: String,
+    /// With a user name, `secret` is the password and the agent obtains
+    /// the key; without, `secret` is the API key.
+    pub username: Option<String>,
+    pub secret: Secret,
+    /// Check the key with whoami before storing it.
+    pub verify: bool,
+    pub tls: crate::token::TlsOptions,
+    pub comment: Option<String>,
+}
+
+/// Which API a lifecycle operation speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Service {
+    Maas,
+    Vms,
+}
+
+/// Server-side token operations, each through the stored token `name`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum LifecycleOp {
+    Whoami {
+        name: String,
+    },
+    ListTokens {
+        service: Service,
+        name: String,
+    },
+    /// Mint a token on the server and store it locally as `new_name`.
+    CreateToken {
+        service: Service,
+        name: String,
+        new_name: String,
+        token_name: Option<String>,
+        /// VMS expiry (`30D`, …).
+        expires: Option<String>,
+        /// VMS: mint for another user.
+        owner: Option<String>,
+        show: bool,
+    },
+    /// MAAS: delete by token key; VMS: revoke by id.
+    DeleteToken {
+        service: Service,
+        name: String,
+        token: String,
+        force: bool,
+    },
+    RenameToken {
+        service: Service,
+        name: String,
+        token: String,
+        new_token_name: String,
+    },
+    Rotate {
+        name: String,
+    },
+    /// Import MAAS CLI profiles from its SQLite database.
+    MaasImport {
+        db: String,
+        scrub: bool,
+    },
+}
+
+/// `maas whoami`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountInfo {
+    pub username: String,
+    pub email: Option<String>,
+    pub is_superuser: Option<bool>,
+    pub is_local: Option<bool>,
+}
+
+/// A token as the server lists it: never its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerToken {
+    /// MAAS: the token key; VMS: the token id.
+    pub id: String,
+    pub name: Option<String>,
+    pub owner: Option<String>,
+    pub created: Option<String>,
+    pub expiry: Option<String>,
+    pub last_used: Option<String>,
+    pub revoked: Option<bool>,
+    /// The token the asking local token itself uses.
+    pub current: bool,
+}
+
+/// One MAAS CLI profile's fate in `maas import`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportOutcome {
+    pub profile: String,
+    pub imported: bool,
+    pub scrubbed: bool,
+    pub note: String,
 }
 
 /// `signet sign NAME [METHOD] URL [--form K=V]...`.

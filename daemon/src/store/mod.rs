@@ -306,6 +306,73 @@ impl Store {
         Ok(renamed)
     }
 
+    /// Replaces the secret (and the settings that describe it) of token
+    /// `name`, keeping its name, in steps a crash cannot split: the new
+    /// secret goes into the keyring under a new id while the old token is
+    /// untouched; then one index write makes the new entry active and marks
+    /// the old one `removing`; then the old secret is deleted. Killed at any
+    /// point, the token works afterwards with the old secret or the new one.
+    pub async fn swap_secret(
+        &self,
+        owner: u32,
+        name: &str,
+        secret: Secret,
+        params: signet_proto::TokenParams,
+        expires: Option<i64>,
+    ) -> Result<Entry, StoreError> {
+        let _w = self.writer.lock().await;
+        let mut idx = self.read()?.clone();
+        let old =
+            idx.find(owner, name).cloned().ok_or_else(|| StoreError::NoSuchToken(name.into()))?;
+        let mut new = old.clone();
+        new.id = random_id()?;
+        new.state = EntryState::Adding;
+        new.params = params;
+        new.expires = expires;
+        new.created = crate::handler::now();
+        idx.tokens.push(new.clone());
+        self.commit(idx.clone()).await?;
+
+        let id = new.id.clone();
+        let secret = Arc::new(secret);
+        let to_keyring = secret.clone();
+        if let Err(e) = self.keyring.call_async(move |b| b.set(&id, &to_keyring)).await {
+            idx.tokens.retain(|t| t.id != new.id);
+            let id = new.id.clone();
+            if self.keyring.call_async(move |b| b.delete(&id)).await.is_ok() {
+                self.commit(idx).await?;
+            }
+            return Err(e.into());
+        }
+
+        // The swap: one atomic index write.
+        for t in &mut idx.tokens {
+            if t.id == old.id {
+                t.state = EntryState::Removing;
+            } else if t.id == new.id {
+                t.state = EntryState::Active;
+            }
+        }
+        new.state = EntryState::Active;
+        self.commit(idx.clone()).await?;
+        {
+            let mut cache = self.cache.lock().map_err(|_| lock_poisoned())?;
+            cache.remove(&old.id);
+            cache.insert(new.id.clone(), secret);
+        }
+
+        let id = old.id.clone();
+        match self.keyring.call_async(move |b| b.delete(&id)).await {
+            Ok(()) => {
+                idx.tokens.retain(|t| t.id != old.id);
+                self.commit(idx).await?;
+            }
+            // Left `removing`: start-up recovery deletes it.
+            Err(e) => tracing::warn!(error = %e, "cannot delete the replaced secret yet"),
+        }
+        Ok(new)
+    }
+
     /// The secret of `entry`, from memory or, the first time, the keyring.
     pub async fn secret(&self, entry: &Entry) -> Result<Arc<Secret>, StoreError> {
         if let Some(s) = self.cache.lock().map_err(|_| lock_poisoned())?.get(&entry.id) {
