@@ -268,13 +268,23 @@ async fn obtain_maas_key(
             f
         });
     }
-    let v = json(&body, "log in");
+    let key = maas_key_from_answer(&body, "log in");
     body.zeroize();
-    let mut v = v?;
+    key
+}
+
+/// A MAAS key from a server answer that carries one (`consumer_key`,
+/// `token_key`, `token_secret`), with the parsed copy of the secret wiped.
+fn maas_key_from_answer(body: &[u8], what: &str) -> Result<Secret, Failure> {
+    let mut v = json(body, what)?;
     let part = |k: &str| str_field(&v, k).filter(|s| !s.is_empty());
     let key = match (part("consumer_key"), part("token_key"), part("token_secret")) {
-        (Some(ck), Some(tk), Some(ts)) => Secret::from_str_value(&format!("{ck}:{tk}:{ts}")),
-        _ => return Err(other("log in: the server's answer has no complete key")),
+        (Some(ck), Some(tk), Some(mut ts)) => {
+            let k = Secret::from_str_value(&format!("{ck}:{tk}:{ts}"));
+            ts.zeroize();
+            k
+        }
+        _ => return Err(other(format!("{what}: the server's answer has no complete key"))),
     };
     if let Some(Value::String(s)) = v.get_mut("token_secret") {
         s.zeroize();
@@ -425,18 +435,9 @@ async fn maas_mint(agent: &Agent, h: &Held, token_name: Option<String>) -> Resul
         return Err(api_failure("create token", status, &body));
     }
     let mut raw = body.to_vec();
-    let parsed = json(&raw, "create token");
+    let key = maas_key_from_answer(&raw, "create token");
     raw.zeroize();
-    let mut v = parsed?;
-    let part = |k: &str| str_field(&v, k).filter(|s| !s.is_empty());
-    let key = match (part("consumer_key"), part("token_key"), part("token_secret")) {
-        (Some(ck), Some(tk), Some(ts)) => Secret::from_str_value(&format!("{ck}:{tk}:{ts}")),
-        _ => return Err(other("create token: the server's answer has no complete key")),
-    };
-    if let Some(Value::String(s)) = v.get_mut("token_secret") {
-        s.zeroize();
-    }
-    Ok(key)
+    key
 }
 
 async fn maas_delete_key(agent: &Agent, h: &Held, token_key: &str) -> Result<(), Failure> {

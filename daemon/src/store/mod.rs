@@ -234,23 +234,7 @@ impl Store {
         }
         entry.id = random_id()?;
         entry.state = EntryState::Adding;
-        idx.tokens.push(entry.clone());
-        self.commit(idx.clone()).await?;
-
-        let id = entry.id.clone();
-        let secret = Arc::new(secret);
-        let to_keyring = secret.clone();
-        if let Err(e) = self.keyring.call_async(move |b| b.set(&id, &to_keyring)).await {
-            idx.tokens.retain(|t| t.id != entry.id);
-            // The keyring may hold half a write: delete it while the entry
-            // still says `adding`. If that fails too, the entry stays
-            // pending and start-up recovery deletes it.
-            let id = entry.id.clone();
-            if self.keyring.call_async(move |b| b.delete(&id)).await.is_ok() {
-                self.commit(idx).await?;
-            }
-            return Err(e.into());
-        }
+        let secret = self.put_pending(&mut idx, &entry, secret).await?;
 
         if let Some(t) = idx.by_id_mut(&entry.id) {
             t.state = EntryState::Active;
@@ -259,6 +243,33 @@ impl Store {
         self.commit(idx).await?;
         self.cache.lock().map_err(|_| lock_poisoned())?.insert(entry.id.clone(), secret);
         Ok(entry)
+    }
+
+    /// Writes `entry` (state `adding`) into the index, then its secret into
+    /// the keyring. If the keyring refuses, the entry is taken out again:
+    /// the keyring may hold half a write, so it is deleted while the entry
+    /// still says `adding`; if that fails too, the entry stays pending and
+    /// start-up recovery deletes it.
+    async fn put_pending(
+        &self,
+        idx: &mut Index,
+        entry: &Entry,
+        secret: Secret,
+    ) -> Result<Arc<Secret>, StoreError> {
+        idx.tokens.push(entry.clone());
+        self.commit(idx.clone()).await?;
+        let id = entry.id.clone();
+        let secret = Arc::new(secret);
+        let to_keyring = secret.clone();
+        if let Err(e) = self.keyring.call_async(move |b| b.set(&id, &to_keyring)).await {
+            idx.tokens.retain(|t| t.id != entry.id);
+            let id = entry.id.clone();
+            if self.keyring.call_async(move |b| b.delete(&id)).await.is_ok() {
+                self.commit(idx.clone()).await?;
+            }
+            return Err(e.into());
+        }
+        Ok(secret)
     }
 
     /// Removes a token: entry `removing`, secret out of the keyring, entry
@@ -330,20 +341,7 @@ impl Store {
         new.params = params;
         new.expires = expires;
         new.created = crate::handler::now();
-        idx.tokens.push(new.clone());
-        self.commit(idx.clone()).await?;
-
-        let id = new.id.clone();
-        let secret = Arc::new(secret);
-        let to_keyring = secret.clone();
-        if let Err(e) = self.keyring.call_async(move |b| b.set(&id, &to_keyring)).await {
-            idx.tokens.retain(|t| t.id != new.id);
-            let id = new.id.clone();
-            if self.keyring.call_async(move |b| b.delete(&id)).await.is_ok() {
-                self.commit(idx).await?;
-            }
-            return Err(e.into());
-        }
+        let secret = self.put_pending(&mut idx, &new, secret).await?;
 
         // The swap: one atomic index write.
         for t in &mut idx.tokens {
