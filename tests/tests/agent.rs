@@ -133,14 +133,22 @@ fn another_uid_gets_one_error_frame_and_is_closed() {
         );
         return;
     }
-    // A throwaway uid: SO_PEERCRED reports numbers, no passwd entry needed.
-    let other = 54_321;
+    // A throwaway system user, created once per machine.
+    let _ = std::process::Command::new("useradd")
+        .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "signet-test-peer"])
+        .stderr(std::process::Stdio::null())
+        .status();
+    let other = nix::unistd::User::from_name("signet-test-peer")
+        .ok()
+        .flatten()
+        .map(|u| u.uid.as_raw())
+        .expect("the throwaway user signet-test-peer (useradd failed?)");
     let (resp, closed) = raw::connect_as_uid(&env.socket(), other).expect("connect as another uid");
     match resp {
         Response::Failure(f) => {
             assert_eq!(f.code, ErrorCode::Policy);
             assert!(
-                f.message.contains("permission denied") && f.message.contains("54321"),
+                f.message.contains("permission denied") && f.message.contains(&other.to_string()),
                 "{}",
                 f.message
             );
