@@ -193,7 +193,8 @@ impl TestEnv {
             ("XDG_RUNTIME_DIR".into(), self.runtime_dir().display().to_string()),
             ("XDG_DATA_HOME".into(), self.root.path().join("data").display().to_string()),
             ("XDG_CONFIG_HOME".into(), self.config_dir().display().to_string()),
-            ("SIGNET_LOG".into(), "debug".into()),
+            // Debug logs help a failing test; a benchmark sets its own level.
+            ("SIGNET_LOG".into(), std::env::var("SIGNET_LOG").unwrap_or_else(|_| "debug".into())),
         ];
         if let Some(s) = &self.session {
             v.extend(s.env().into_iter().filter(|(k, _)| k == "DBUS_SESSION_BUS_ADDRESS"));

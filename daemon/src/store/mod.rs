@@ -17,7 +17,6 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use signet_proto::Secret;
@@ -54,10 +53,24 @@ pub struct Store {
     /// Serialises changes: held across index write, keyring call, index write.
     writer: tokio::sync::Mutex<()>,
     cache: Mutex<HashMap<String, Arc<Secret>>>,
-    /// Use counts changed since the index was last written.
-    usage_dirty: AtomicBool,
+    /// Uses since the index was last written, by token id: kept apart from
+    /// the index so that a use never takes the index's write lock, which
+    /// would stall every concurrent reader.
+    usage: Mutex<HashMap<String, Usage>>,
     /// Held for the agent's life: one agent per data directory.
     _lock: nix::fcntl::Flock<File>,
+}
+
+/// Uses of one token not yet written to the index.
+#[derive(Debug, Clone, Copy, Default)]
+struct Usage {
+    count: u64,
+    last: i64,
+}
+
+fn apply_usage(e: &mut Entry, u: Usage) {
+    e.use_count += u.count;
+    e.last_used = e.last_used.max(Some(u.last));
 }
 
 /// What start-up recovery did, for the log.
@@ -103,7 +116,7 @@ impl Store {
             index: RwLock::new(index),
             writer: tokio::sync::Mutex::new(()),
             cache: Mutex::new(HashMap::new()),
-            usage_dirty: AtomicBool::new(false),
+            usage: Mutex::new(HashMap::new()),
             _lock: lock,
         };
         let recovery = store.recover()?;
@@ -185,26 +198,33 @@ impl Store {
             .filter(|e| e.state == EntryState::Active && e.owner_uid == owner)
             .cloned()
             .collect();
+        drop(idx);
+        let usage = self.usage.lock().map_err(|_| lock_poisoned())?;
+        for e in &mut v {
+            if let Some(u) = usage.get(&e.id) {
+                apply_usage(e, *u);
+            }
+        }
         v.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(v)
     }
 
+    /// The active token `name` of `owner`, use counts included.
     pub fn get(&self, owner: u32, name: &str) -> Result<Entry, StoreError> {
-        self.read()?.find(owner, name).cloned().ok_or_else(|| StoreError::NoSuchToken(name.into()))
+        let mut e = self
+            .read()?
+            .find(owner, name)
+            .cloned()
+            .ok_or_else(|| StoreError::NoSuchToken(name.into()))?;
+        if let Some(u) = self.usage.lock().map_err(|_| lock_poisoned())?.get(&e.id) {
+            apply_usage(&mut e, *u);
+        }
+        Ok(e)
     }
 
-    /// Writes `idx` durably, then publishes it. Use counts recorded
-    /// meanwhile are kept: they only grow, so the larger one wins.
-    async fn commit(&self, mut idx: Index) -> Result<(), StoreError> {
-        {
-            let cur = self.read()?;
-            for e in &mut idx.tokens {
-                if let Some(c) = cur.tokens.iter().find(|c| c.id == e.id) {
-                    e.use_count = e.use_count.max(c.use_count);
-                    e.last_used = e.last_used.max(c.last_used);
-                }
-            }
-        }
+    /// Writes `idx` durably, then publishes it. Only called under the
+    /// writer lock, so nothing else changes the index meanwhile.
+    async fn commit(&self, idx: Index) -> Result<(), StoreError> {
         let dir = self.dir.clone();
         let to_save = idx.clone();
         tokio::task::spawn_blocking(move || index::save(&dir, &to_save))
@@ -384,23 +404,37 @@ impl Store {
 
     /// Notes one use of a token, in memory; [`Store::flush_usage`] writes it.
     pub fn record_use(&self, id: &str, now: i64) {
-        if let Ok(mut idx) = self.index.write()
-            && let Some(e) = idx.by_id_mut(id)
-        {
-            e.use_count += 1;
-            e.last_used = Some(now);
-            self.usage_dirty.store(true, Ordering::Relaxed);
+        if let Ok(mut usage) = self.usage.lock() {
+            let u = usage.entry(id.to_string()).or_default();
+            u.count += 1;
+            u.last = u.last.max(now);
         }
     }
 
     /// Writes use counts recorded since the last write, if any.
     pub async fn flush_usage(&self) -> Result<(), StoreError> {
-        if !self.usage_dirty.swap(false, Ordering::Relaxed) {
+        let _w = self.writer.lock().await;
+        let pending = std::mem::take(&mut *self.usage.lock().map_err(|_| lock_poisoned())?);
+        if pending.is_empty() {
             return Ok(());
         }
-        let _w = self.writer.lock().await;
-        let idx = self.read()?.clone();
-        self.commit(idx).await
+        let mut idx = self.read()?.clone();
+        for e in &mut idx.tokens {
+            if let Some(u) = pending.get(&e.id) {
+                apply_usage(e, *u);
+            }
+        }
+        if let Err(err) = self.commit(idx).await {
+            // Not written: keep the counts for the next try.
+            let mut usage = self.usage.lock().map_err(|_| lock_poisoned())?;
+            for (id, u) in pending {
+                let cur = usage.entry(id).or_default();
+                cur.count += u.count;
+                cur.last = cur.last.max(u.last);
+            }
+            return Err(err);
+        }
+        Ok(())
     }
 
     fn forget(&self, id: &str) -> Result<(), StoreError> {

@@ -116,8 +116,12 @@ fn which(cmd: &str) -> bool {
 }
 
 fn main() {
-    // SAFETY: set before any thread of ours is started.
-    unsafe { std::env::set_var("SIGNET_REQUIRE_KEYRING", "1") };
+    // SAFETY: set before any thread of ours is started. The agent logs at
+    // its default level, as in real use.
+    unsafe {
+        std::env::set_var("SIGNET_REQUIRE_KEYRING", "1");
+        std::env::set_var("SIGNET_LOG", "info");
+    }
     let mut env = TestEnv::new(Backend::SecretService).expect("a Secret Service for the benchmark");
     env.start_agent();
     env.add(
