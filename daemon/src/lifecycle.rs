@@ -573,6 +573,11 @@ fn vms_own_id(h: &Held) -> Option<String> {
 
 async fn vms_tokens(agent: &Agent, peer: Peer, name: &str) -> Result<Response, Failure> {
     let h = hold(agent, peer, name, TokenKind::ApiToken).await?;
+    Ok(Response::ServerTokens(vms_list(agent, &h).await?))
+}
+
+/// The API tokens the server lists, never their secrets.
+async fn vms_list(agent: &Agent, h: &Held) -> Result<Vec<ServerToken>, Failure> {
     let (status, body) =
         h.call(agent, reqwest::Method::GET, "/api/apitokens/", ApiBody::None).await?;
     if status != 200 {
@@ -585,8 +590,8 @@ async fn vms_tokens(agent: &Agent, peer: Peer, name: &str) -> Result<Response, F
         .or_else(|| v.as_array())
         .cloned()
         .unwrap_or_default();
-    let mine = vms_own_id(&h);
-    let out = items
+    let mine = vms_own_id(h);
+    Ok(items
         .iter()
         .filter_map(|t| {
             let id = str_field(t, "id")?;
@@ -601,8 +606,7 @@ async fn vms_tokens(agent: &Agent, peer: Peer, name: &str) -> Result<Response, F
                 revoked: t.get("revoked").and_then(Value::as_bool),
             })
         })
-        .collect();
-    Ok(Response::ServerTokens(out))
+        .collect())
 }
 
 async fn vms_mint(
@@ -733,15 +737,9 @@ async fn vms_revoke(
 async fn vms_rotate(agent: &Agent, peer: Peer, name: &str) -> Result<Response, Failure> {
     let h = hold(agent, peer, name, TokenKind::ApiToken).await?;
     let old_id = vms_own_id(&h).ok_or_else(|| other("the stored VMS token has no id"))?;
-    let (status, body) = h
-        .call(agent, reqwest::Method::GET, &format!("/api/apitokens/{old_id}/"), ApiBody::None)
-        .await?;
-    if status != 200 {
-        return Err(api_failure("read the current token", status, &body));
-    }
-    let current = json(&body, "read the current token")?;
     // Same name; the same expiry instant, as the time that remains.
-    let token_name = str_field(&current, "name");
+    let token_name =
+        vms_list(agent, &h).await?.into_iter().find(|t| t.id == old_id).and_then(|t| t.name);
     let remaining = h.entry.expires.map(|t| (t - now()).max(1));
     let secret = vms_mint(agent, &h, token_name, remaining.map(|s| format!("{s}s")), None).await?;
     let new_id = parse_api_token(&secret).map(str::to_string).unwrap_or_default();

@@ -377,3 +377,32 @@ fn vms_rotate_revokes_the_old_token() {
     env.signet(&["request", "v", "/api/clusters/"]).ok();
     assert_eq!(env.keyring_items()[0].1, live[0].token().as_bytes());
 }
+
+#[test]
+fn vms_rotate_failures_leave_a_working_token() {
+    let Some((env, vms, first)) = vms_env() else { return };
+    let live = |vms: &VmsServer| vms.tokens().into_iter().filter(|t| !t.revoked).count();
+
+    // Mint fails: unchanged.
+    vms.fail_next("create", 500);
+    env.signet(&["rotate", "v"]).fails(1);
+    assert_eq!(live(&vms), 1);
+    env.signet(&["request", "v", "/api/clusters/"]).ok();
+
+    // Verify fails: the new token is revoked again, the old one kept.
+    vms.fail_next("show", 401);
+    env.signet(&["rotate", "v"]).fails(5);
+    assert_eq!(live(&vms), 1, "{:?}", vms.tokens());
+    assert!(!vms.token(&first.id).unwrap().revoked);
+    assert_eq!(env.keyring_items()[0].1, first.token().as_bytes());
+    env.signet(&["request", "v", "/api/clusters/"]).ok();
+
+    // Revoking the old fails: rotated, with a warning naming it.
+    vms.fail_next("revoke", 500);
+    let out = env.signet(&["rotate", "v"]);
+    out.ok();
+    assert!(out.stderr.contains("warning") && out.stderr.contains(&first.id), "{out:#?}");
+    assert!(!vms.token(&first.id).unwrap().revoked, "the old token remains, as the warning says");
+    assert_ne!(env.keyring_items()[0].1, first.token().as_bytes());
+    env.signet(&["request", "v", "/api/clusters/"]).ok();
+}
