@@ -675,7 +675,18 @@ fn skip_or_fail(what: &str, reason: &str) {
     if keyring_required() {
         panic!("{test}: {what} is required (SIGNET_REQUIRE_KEYRING is set) but unusable: {reason}");
     }
-    eprintln!("SKIP: {test}: {what}: {reason} (set SIGNET_REQUIRE_KEYRING=1 to fail instead)");
+    let line =
+        format!("SKIP: {test}: {what}: {reason} (set SIGNET_REQUIRE_KEYRING=1 to fail instead)");
+    eprintln!("{line}");
+    // A test runner hides the output of tests that pass: keep every SKIP
+    // line in one file too, beside the binaries (target/<profile>/).
+    let log = crate::bin_dir().join("signet-skips.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+        use std::io::Write as _;
+        // One write per line: tests run in parallel processes, and O_APPEND
+        // keeps a single write whole.
+        let _ = f.write_all(format!("{line}\n").as_bytes());
+    }
 }
 
 #[cfg(test)]
