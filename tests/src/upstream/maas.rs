@@ -1,4 +1,4 @@
-//! A MAAS region API stub: the OAuth 1.0 check of MAAS's server (piston's rules, see
+//! A MAAS region API test server: the OAuth 1.0 check of MAAS's server (piston's rules, see
 //! `oauth.rs`; empty consumer secret; PLAINTEXT and HMAC-SHA1) and the account API
 //! that `signet maas …` drives, over one in-memory user and its tokens.
 //!

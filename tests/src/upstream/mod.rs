@@ -29,7 +29,7 @@ pub use oauth::SignatureMethod;
 pub use oauth1::{OAuth1Config, OAuth1Server};
 pub use vms::{VmsServer, VmsToken};
 
-/// One request a stub server received.
+/// One request a test server received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recorded {
     pub method: String,
@@ -105,7 +105,7 @@ impl Failures {
     }
 }
 
-/// The methods every stub server shares; `$t` has fields `http: HttpServer` and
+/// The methods every test server shares; `$t` has fields `http: HttpServer` and
 /// `state: Arc<…>` whose `failures: Failures` field backs `fail_next`.
 macro_rules! server_common {
     ($t:ty) => {

@@ -1,6 +1,6 @@
 //! A generic OAuth 1.0a service (RFC 5849): one consumer and one token, with their
 //! secrets configured; HMAC-SHA1, HMAC-SHA256 and PLAINTEXT; the same timestamp and
-//! nonce rules as the MAAS stub (see `oauth.rs`). Every path answers after the check:
+//! nonce rules as the MAAS test server (see `oauth.rs`). Every path answers after the check:
 //! a path whose last segments are `big/<n>` or `redirect` gets those endpoints, any
 //! other path the echo (200 JSON). Bad auth: 401 with the reason.
 //!

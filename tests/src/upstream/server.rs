@@ -1,4 +1,4 @@
-//! The HTTP/1.1 plumbing every stub server shares: a listener on 127.0.0.1 (ephemeral
+//! The HTTP/1.1 plumbing every test server shares: a listener on 127.0.0.1 (ephemeral
 //! port), optional TLS with a certificate minted at start, a request log, and the
 //! generic endpoints (echo, big, redirect).
 //!
@@ -241,7 +241,7 @@ impl Req {
     }
 }
 
-/// A stub server's request logic.
+/// A test server's request logic.
 pub(crate) trait Handler: Send + Sync + 'static {
     fn handle(&self, req: &mut Req) -> impl std::future::Future<Output = Reply> + Send;
 }
@@ -278,12 +278,12 @@ impl HttpServer {
             tls,
         });
         let thread = std::thread::Builder::new()
-            .name(format!("stub-http-{}", addr.port()))
+            .name(format!("upstream-http-{}", addr.port()))
             .spawn(move || {
                 let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     Ok(rt) => rt,
                     Err(e) => {
-                        eprintln!("stub server: cannot build a runtime: {e}");
+                        eprintln!("test server: cannot build a runtime: {e}");
                         return;
                     }
                 };
@@ -361,7 +361,7 @@ async fn accept_loop<H: Handler>(
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("stub server: cannot register the listener: {e}");
+            eprintln!("test server: cannot register the listener: {e}");
             return;
         }
     };

@@ -1,4 +1,4 @@
-//! A VAST VMS stub: `Authorization: Api-Token <id>.<secret>` on every call (and
+//! A VAST VMS test server: `Authorization: Api-Token <id>.<secret>` on every call (and
 //! `X-Tenant-Name` when the test requires one), and the API-token API of the VMS
 //! OpenAPI schema, over in-memory tokens:
 //!
