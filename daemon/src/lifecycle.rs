@@ -503,14 +503,34 @@ async fn maas_delete(
 ) -> Result<Response, Failure> {
     let h = hold(agent, peer, name, TokenKind::Maas).await?;
     let own = h.entry.params.token_key.as_deref() == Some(token_key);
+    check_own(own, force, name, token_key, ("delete", "deleting"))?;
+    maas_delete_key(agent, &h, token_key).await?;
+    finish_own(agent, peer, name, own).await
+}
+
+/// Deleting or revoking the very token a local token uses ends that
+/// token's access, as the MAAS CLI warns: only with --force.
+fn check_own(
+    own: bool,
+    force: bool,
+    name: &str,
+    token: &str,
+    (verb, verbing): (&str, &str),
+) -> Result<(), Failure> {
     if own && !force {
         return Err(Failure::new(
             ErrorCode::Policy,
-            format!("{token_key} is the token `{name}` itself uses: deleting it ends its access"),
+            format!("{token} is the token `{name}` itself uses: {verbing} it ends its access"),
         )
-        .with_hint("pass --force to delete it anyway (the local token is then removed too)"));
+        .with_hint(format!(
+            "pass --force to {verb} it anyway (the local token is then removed too)"
+        )));
     }
-    maas_delete_key(agent, &h, token_key).await?;
+    Ok(())
+}
+
+/// After the server dropped the token `name` used, `name` goes too.
+async fn finish_own(agent: &Agent, peer: Peer, name: &str, own: bool) -> Result<Response, Failure> {
     if own {
         let removed = agent.store.remove(peer.uid, name).await?;
         agent.http.forget(&removed.id);
@@ -719,19 +739,9 @@ async fn vms_revoke(
     let id = vms_id(id)?;
     let h = hold(agent, peer, name, TokenKind::ApiToken).await?;
     let own = vms_own_id(&h).as_deref() == Some(id);
-    if own && !force {
-        return Err(Failure::new(
-            ErrorCode::Policy,
-            format!("{id} is the token `{name}` itself uses: revoking it ends its access"),
-        )
-        .with_hint("pass --force to revoke it anyway (the local token is then removed too)"));
-    }
+    check_own(own, force, name, id, ("revoke", "revoking"))?;
     vms_revoke_id(agent, &h, id).await?;
-    if own {
-        let removed = agent.store.remove(peer.uid, name).await?;
-        agent.http.forget(&removed.id);
-    }
-    Ok(Response::Ok)
+    finish_own(agent, peer, name, own).await
 }
 
 async fn vms_rotate(agent: &Agent, peer: Peer, name: &str) -> Result<Response, Failure> {
