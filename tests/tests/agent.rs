@@ -310,3 +310,35 @@ fn an_explicit_secret_service_that_is_absent_is_a_clear_error() {
     assert!(out.stderr.contains("D-Bus"), "{out:#?}");
     assert!(!env.socket().exists(), "socket left behind after a failed start");
 }
+
+#[test]
+fn idle_slow_and_surplus_connections_are_closed_by_the_limits() {
+    let Some(mut env) = TestEnv::new(Backend::SecretService) else { return };
+    env.write_config("idle_timeout_secs = 1\nframe_timeout_secs = 1\nmax_connections = 2\n");
+    env.start_agent();
+
+    // Idle after the handshake: closed after the idle timeout.
+    let mut idle = raw::hello(&env.socket());
+    let t = std::time::Instant::now();
+    assert!(raw::closed(&mut idle), "an idle connection stayed open");
+    assert!(t.elapsed() < Duration::from_secs(5), "closed only after {:?}", t.elapsed());
+
+    // A length prefix whose body never comes: closed after the frame timeout.
+    let mut slow = raw::hello(&env.socket());
+    raw::send_bytes(&mut slow, &[0, 0, 0, 100, 1, 2]);
+    let t = std::time::Instant::now();
+    assert!(raw::closed(&mut slow), "a stalled frame kept the connection open");
+    assert!(t.elapsed() < Duration::from_secs(5));
+
+    // Two connections held: a third gets one error frame naming the limit.
+    let _a = raw::hello(&env.socket());
+    let _b = raw::hello(&env.socket());
+    let mut c = raw::connect(&env.socket());
+    match raw::recv(&mut c) {
+        Response::Failure(f) => assert!(f.message.contains("maximum of 2"), "{}", f.message),
+        other => panic!("{other:?}"),
+    }
+    drop((_a, _b));
+    // Served again once they are gone.
+    assert!(signet_tests::eventually(Duration::from_secs(5), || env.signet(&["list"]).code() == 0));
+}
