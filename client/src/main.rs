@@ -76,6 +76,11 @@ impl From<ClientError> for Failed {
     }
 }
 
+/// A token name as SPEC §3 allows it, else a usage error (exit 2).
+pub fn name_ok(name: &str) -> Result<(), Failed> {
+    signet_proto::token::validate_name(name).map_err(|e| Failed::usage(e.to_string()))
+}
+
 pub fn report(f: &Failed) {
     if f.message.is_empty() {
         return;

@@ -17,7 +17,7 @@ use signet_proto::{
 use crate::config::Config;
 use crate::http::Http;
 use crate::policy;
-use crate::sign::{self, Freshness, SignInput};
+use crate::sign;
 use crate::store::index::{Entry, EntryState};
 use crate::store::{Store, StoreError};
 
@@ -50,12 +50,18 @@ fn owner_name(uid: u32) -> String {
 }
 
 pub fn info(e: &Entry, now: i64) -> TokenInfo {
+    info_as(e, now, owner_name(e.owner_uid))
+}
+
+/// [`info`] with the owner's name already looked up (once per listing, not
+/// once per token: each lookup reads the passwd database).
+fn info_as(e: &Entry, now: i64, owner: String) -> TokenInfo {
     TokenInfo {
         name: e.name.clone(),
         kind: e.kind,
         url: e.url.clone(),
         owner_uid: e.owner_uid,
-        owner: owner_name(e.owner_uid),
+        owner,
         created: e.created,
         expires: e.expires,
         expired: policy::is_expired(e, now),
@@ -91,7 +97,7 @@ impl From<StoreError> for Failure {
     }
 }
 
-fn name_ok(name: &str) -> Result<(), Failure> {
+pub(crate) fn name_ok(name: &str) -> Result<(), Failure> {
     validate_name(name).map_err(|e| Failure::new(ErrorCode::Usage, e.to_string()))
 }
 
@@ -162,7 +168,9 @@ async fn add_token(agent: &Agent, peer: Peer, add: AddToken) -> Result<Response,
 
 fn list(agent: &Agent, peer: Peer) -> Result<Response, Failure> {
     let now = now();
-    Ok(Response::Tokens(agent.store.list(peer.uid)?.iter().map(|e| info(e, now)).collect()))
+    let owner = owner_name(peer.uid);
+    let tokens = agent.store.list(peer.uid)?;
+    Ok(Response::Tokens(tokens.iter().map(|e| info_as(e, now, owner.clone())).collect()))
 }
 
 fn show(agent: &Agent, peer: Peer, name: &str) -> Result<Response, Failure> {
@@ -193,18 +201,11 @@ async fn sign_request(agent: &Agent, peer: Peer, r: SignRequest) -> Result<Respo
     let e = agent.store.get(peer.uid, &r.name)?;
     let now = now();
     policy::check_not_expired(&e, now)?;
-    let base = url::Url::parse(&e.url)
-        .map_err(|err| Failure::new(ErrorCode::Other, format!("stored base URL: {err}")))?;
-    let url = policy::resolve_url(&base, &r.url)?;
-    policy::check_scope(&e.name, &base, &url)?;
+    let (_, url) = policy::scoped_url(&e, &r.url)?;
     let method = policy::check_method(&r.method)?;
     policy::check_export(&e, sign::reveals_secret(e.kind, &e.params))?;
     let secret = agent.store.secret(&e).await?;
-    let fresh = Freshness::now().map_err(|err| Failure::new(ErrorCode::Other, err.to_string()))?;
-    let input = SignInput { method: &method, url: &url, form: &r.form };
-    let lines = sign::sign(e.kind, &e.params, &secret, &input, &fresh).map_err(|err| {
-        Failure::new(ErrorCode::Other, format!("cannot sign with token `{}`: {err}", e.name))
-    })?;
+    let lines = crate::http::sign_now(&e, &secret, &method, &url, &r.form)?;
     agent.store.record_use(&e.id, now);
     Ok(Response::Signed(
         lines.into_iter().map(|h| (h.name, Secret::new(h.value.as_bytes().to_vec()))).collect(),

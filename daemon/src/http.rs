@@ -101,7 +101,7 @@ fn build_client(tls: &TlsOptions) -> Result<reqwest::Client, Failure> {
 
 /// What is wrong with an upstream call, from the innermost cause out,
 /// naming the origin but never the headers.
-fn describe(e: &reqwest::Error, url: &url::Url) -> Failure {
+pub fn describe(e: &reqwest::Error, url: &url::Url) -> Failure {
     let origin = url.origin().ascii_serialization();
     let mut causes = Vec::new();
     let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
@@ -123,6 +123,38 @@ fn describe(e: &reqwest::Error, url: &url::Url) -> Failure {
     upstream(format!("{origin}: {what}{detail}"))
 }
 
+/// The header lines that authenticate one request with `e`, made now: a
+/// fresh nonce and timestamp every time (MAAS refuses a nonce it has seen
+/// and a timestamp over 300 s old), so every retry and redirect hop calls
+/// this again.
+pub fn sign_now(
+    e: &Entry,
+    secret: &signet_proto::Secret,
+    method: &str,
+    url: &url::Url,
+    form: &[(String, String)],
+) -> Result<Vec<sign::HeaderLine>, Failure> {
+    let fresh = Freshness::now().map_err(|err| other(err.to_string()))?;
+    let input = SignInput { method, url, form };
+    sign::sign(e.kind, &e.params, secret, &input, &fresh)
+        .map_err(|err| other(format!("cannot sign with token `{}`: {err}", e.name)))
+}
+
+/// Adds signed header lines to a request, marked sensitive so that the
+/// HTTP stack never prints them.
+fn attach(
+    mut rb: reqwest::RequestBuilder,
+    lines: &[sign::HeaderLine],
+) -> Result<reqwest::RequestBuilder, Failure> {
+    for h in lines {
+        let mut v = reqwest::header::HeaderValue::from_str(&h.value)
+            .map_err(|_| other("the signed header is not a valid HTTP header value"))?;
+        v.set_sensitive(true);
+        rb = rb.header(h.name.as_str(), v);
+    }
+    Ok(rb)
+}
+
 /// Everything checked before the client may send a body.
 struct Prepared {
     entry: Entry,
@@ -137,13 +169,10 @@ struct Prepared {
 }
 
 async fn prepare(agent: &Agent, peer: Peer, req: &PerformRequest) -> Result<Prepared, Failure> {
-    signet_proto::token::validate_name(&req.name)
-        .map_err(|e| Failure::new(ErrorCode::Usage, e.to_string()))?;
+    crate::handler::name_ok(&req.name)?;
     let entry = agent.store.get(peer.uid, &req.name)?;
     policy::check_not_expired(&entry, crate::handler::now())?;
-    let base = url::Url::parse(&entry.url).map_err(|e| other(format!("stored base URL: {e}")))?;
-    let url = policy::resolve_url(&base, &req.url)?;
-    policy::check_scope(&entry.name, &base, &url)?;
+    let (base, url) = policy::scoped_url(&entry, &req.url)?;
     let method = policy::check_method(&req.method)?;
     let method = reqwest::Method::from_bytes(method.as_bytes())
         .map_err(|_| Failure::new(ErrorCode::Usage, "invalid HTTP method"))?;
@@ -325,22 +354,12 @@ async fn exchange<W: AsyncWrite + Unpin>(
                 .collect(),
             _ => Vec::new(),
         };
-        // A fresh nonce and timestamp for every hop: MAAS refuses a nonce
-        // it has seen and a timestamp over 300 s old.
-        let fresh = Freshness::now().map_err(|e| other(e.to_string()))?;
-        let input = SignInput { method: method.as_str(), url: &url, form: &form };
-        let auth = sign::sign(p.entry.kind, &p.entry.params, &p.secret, &input, &fresh)
-            .map_err(|e| other(format!("cannot sign the request: {e}")))?;
         let mut rb = p.client.request(method.clone(), url.clone());
         for (k, v) in &headers {
             rb = rb.header(k.as_str(), v.as_str());
         }
-        for h in &auth {
-            let mut v = reqwest::header::HeaderValue::from_str(&h.value)
-                .map_err(|_| other("the signed header is not a valid HTTP header value"))?;
-            v.set_sensitive(true);
-            rb = rb.header(h.name.as_str(), v);
-        }
+        // Signed afresh for every hop (see `sign_now`).
+        rb = attach(rb, &sign_now(&p.entry, &p.secret, method.as_str(), &url, &form)?)?;
         let streamed = matches!(body, Body::Stream(_));
         rb = match std::mem::replace(&mut body, Body::None) {
             Body::None => rb,
@@ -454,24 +473,14 @@ pub async fn call_api(
     target: &str,
     body: ApiBody,
 ) -> Result<(u16, Bytes), Failure> {
-    let base = url::Url::parse(&entry.url).map_err(|e| other(format!("stored base URL: {e}")))?;
-    let url = policy::resolve_url(&base, target)?;
-    policy::check_scope(&entry.name, &base, &url)?;
+    let (_, url) = policy::scoped_url(entry, target)?;
     let form = match &body {
         ApiBody::Form(f) => f.clone(),
         _ => Vec::new(),
     };
-    let fresh = Freshness::now().map_err(|e| other(e.to_string()))?;
-    let input = SignInput { method: method.as_str(), url: &url, form: &form };
-    let auth = sign::sign(entry.kind, &entry.params, secret, &input, &fresh)
-        .map_err(|e| other(format!("cannot sign the request: {e}")))?;
-    let mut rb = client.request(method, url.clone()).header("Accept", "application/json");
-    for h in &auth {
-        let mut v = reqwest::header::HeaderValue::from_str(&h.value)
-            .map_err(|_| other("the signed header is not a valid HTTP header value"))?;
-        v.set_sensitive(true);
-        rb = rb.header(h.name.as_str(), v);
-    }
+    let auth = sign_now(entry, secret, method.as_str(), &url, &form)?;
+    let rb = client.request(method, url.clone()).header("Accept", "application/json");
+    let mut rb = attach(rb, &auth)?;
     rb = match body {
         ApiBody::None => rb,
         ApiBody::Form(f) => rb.form(&f),

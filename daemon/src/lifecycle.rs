@@ -17,7 +17,7 @@ use signet_proto::{
 };
 use zeroize::Zeroize;
 
-use crate::handler::{Agent, Peer, info, now};
+use crate::handler::{Agent, Peer, info, name_ok, now};
 use crate::http::{ApiBody, call_api};
 use crate::policy;
 use crate::store::index::{Entry, EntryState};
@@ -108,7 +108,7 @@ struct Held {
 }
 
 async fn hold(agent: &Agent, peer: Peer, name: &str, kind: TokenKind) -> Result<Held, Failure> {
-    signet_proto::token::validate_name(name).map_err(|e| usage(e.to_string()))?;
+    name_ok(name)?;
     let entry = agent.store.get(peer.uid, name)?;
     if entry.kind != kind {
         return Err(usage(format!(
@@ -189,7 +189,7 @@ async fn maas_whoami_with(
 /// `signet maas login`: verify a key (or obtain one with a password) and
 /// store it. Nothing is stored unless the server accepted it.
 pub async fn maas_login(agent: &Agent, peer: Peer, l: MaasLogin) -> Result<Response, Failure> {
-    signet_proto::token::validate_name(&l.name).map_err(|e| usage(e.to_string()))?;
+    name_ok(&l.name)?;
     let api = maas_api_url(&l.url)?;
     let params = TokenParams { tls: l.tls.clone(), ..TokenParams::default() };
     let client = agent.http.uncached(&l.tls)?;
@@ -243,12 +243,7 @@ async fn obtain_maas_key(
         .timeout(std::time::Duration::from_secs(60))
         .send()
         .await
-        .map_err(|e| {
-            Failure::new(
-                ErrorCode::Upstream,
-                format!("{}: cannot log in: {e}", url.origin().ascii_serialization()),
-            )
-        })?;
+        .map_err(|e| crate::http::describe(&e, &url))?;
     let status = resp.status().as_u16();
     let mut body = resp
         .bytes()
@@ -464,7 +459,7 @@ async fn maas_create(
     token_name: Option<String>,
     show: bool,
 ) -> Result<Response, Failure> {
-    signet_proto::token::validate_name(new_name).map_err(|e| usage(e.to_string()))?;
+    name_ok(new_name)?;
     let h = hold(agent, peer, name, TokenKind::Maas).await?;
     if agent.store.get(peer.uid, new_name).is_ok() {
         return Err(Failure::new(
@@ -689,7 +684,7 @@ async fn vms_create(
     owner: Option<String>,
     show: bool,
 ) -> Result<Response, Failure> {
-    signet_proto::token::validate_name(new_name).map_err(|e| usage(e.to_string()))?;
+    name_ok(new_name)?;
     let local_expiry = match &expires {
         Some(x) => Some(
             signet_proto::expiry::parse_expiry(x).map_err(|e| usage(e.to_string()))?.resolve(now()),

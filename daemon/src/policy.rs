@@ -261,6 +261,17 @@ pub fn check_scope(name: &str, base: &url::Url, target: &url::Url) -> Result<(),
     Ok(())
 }
 
+/// The token's base URL and `target` resolved against it, refused unless
+/// in scope: what every use of a token (sign, request, the lifecycle
+/// APIs) goes through.
+pub fn scoped_url(e: &Entry, target: &str) -> Result<(url::Url, url::Url), Failure> {
+    let base = url::Url::parse(&e.url)
+        .map_err(|err| Failure::new(ErrorCode::Other, format!("stored base URL: {err}")))?;
+    let url = resolve_url(&base, target)?;
+    check_scope(&e.name, &base, &url)?;
+    Ok((base, url))
+}
+
 /// SPEC §3: output that contains the secret itself leaves the agent only
 /// for tokens added with --exportable.
 pub fn check_export(e: &Entry, reveals_secret: bool) -> Result<(), Failure> {

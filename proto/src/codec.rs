@@ -24,6 +24,36 @@ pub enum CodecError {
     Encode(String),
 }
 
+/// Reads a run of bytes however the format presents it (borrowed, owned or
+/// as a sequence), for the byte-carrying types [`crate::Secret`] and
+/// [`crate::Chunk`]; their `Serialize` writes one run with `serialize_bytes`.
+pub(crate) fn deserialize_bytes<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<u8>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("bytes")
+        }
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Vec<u8>, A::Error> {
+            // The hint comes from the peer: bound what it may make us reserve.
+            let mut out = Vec::with_capacity(a.size_hint().unwrap_or(0).min(4096));
+            while let Some(b) = a.next_element::<u8>()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_byte_buf(V)
+}
+
 /// Encodes a message into a fresh buffer.
 pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
     bincode::serde::encode_to_vec(msg, config()).map_err(|e| CodecError::Encode(e.to_string()))

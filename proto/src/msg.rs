@@ -261,27 +261,7 @@ impl Serialize for Chunk {
 
 impl<'de> Deserialize<'de> for Chunk {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Chunk;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("bytes")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Chunk, E> {
-                Ok(Chunk(v.to_vec()))
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Chunk, E> {
-                Ok(Chunk(v))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Chunk, A::Error> {
-                let mut out = Vec::with_capacity(a.size_hint().unwrap_or(0).min(1 << 16));
-                while let Some(b) = a.next_element::<u8>()? {
-                    out.push(b);
-                }
-                Ok(Chunk(out))
-            }
-        }
-        d.deserialize_byte_buf(V)
+        crate::codec::deserialize_bytes(d).map(Chunk)
     }
 }
 

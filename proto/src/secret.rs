@@ -65,27 +65,7 @@ impl Serialize for Secret {
 
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Secret;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("secret bytes")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Secret, E> {
-                Ok(Secret(v.to_vec()))
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Secret, E> {
-                Ok(Secret(v))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Secret, A::Error> {
-                let mut out = Secret(Vec::with_capacity(a.size_hint().unwrap_or(0).min(4096)));
-                while let Some(b) = a.next_element::<u8>()? {
-                    out.0.push(b);
-                }
-                Ok(out)
-            }
-        }
-        d.deserialize_byte_buf(V)
+        crate::codec::deserialize_bytes(d).map(Secret)
     }
 }
 

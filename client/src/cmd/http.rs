@@ -6,9 +6,8 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use signet_client::{Client, PerformRequest, SignRequest, client_error};
-use signet_proto::token::validate_name;
 
-use crate::Failed;
+use crate::{Failed, name_ok};
 
 #[derive(Args)]
 pub struct SignArgs {
@@ -29,7 +28,7 @@ fn io_failed(what: &str, e: io::Error) -> Failed {
 }
 
 pub fn sign(socket: Option<&Path>, a: SignArgs) -> Result<(), Failed> {
-    validate_name(&a.name).map_err(|e| Failed::usage(e.to_string()))?;
+    name_ok(&a.name)?;
     let (method, url) = match a.target.as_slice() {
         [url] => ("GET".to_string(), url.clone()),
         [m, url] => (m.clone(), url.clone()),
@@ -165,7 +164,7 @@ fn failed_from_io(e: io::Error, what: &str) -> Failed {
 }
 
 pub fn request(socket: Option<&Path>, a: RequestArgs) -> Result<(), Failed> {
-    validate_name(&a.name).map_err(|e| Failed::usage(e.to_string()))?;
+    name_ok(&a.name)?;
     let mut headers = a.headers.iter().map(|h| parse_header(h)).collect::<Result<Vec<_>, _>>()?;
     let mut body = body_source(&a)?;
     if body.is_some() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {

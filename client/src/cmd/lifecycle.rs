@@ -9,16 +9,12 @@ use signet_client::{
     Client, ClientError, ImportOutcome, LifecycleOp, MaasLogin, Response, ServerToken, Service,
     TokenKind,
 };
-use signet_proto::token::{TlsOptions, validate_name};
+use signet_proto::token::TlsOptions;
 
-use crate::{Failed, input};
+use crate::{Failed, input, name_ok};
 
 fn unexpected(r: &Response) -> Failed {
     Failed { code: 1, message: format!("the agent sent an unexpected answer ({r:?})"), hint: None }
-}
-
-fn name_ok(n: &str) -> Result<(), Failed> {
-    validate_name(n).map_err(|e| Failed::usage(e.to_string()))
 }
 
 #[derive(Subcommand)]

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use signet_client::{AddToken, Client, TokenKind, TokenParams};
 use signet_proto::expiry::parse_expiry;
-use signet_proto::token::{SignatureMethod, TlsOptions, normalize_base_url, validate_name};
+use signet_proto::token::{SignatureMethod, TlsOptions, normalize_base_url};
 
-use crate::{Failed, input, output, report};
+use crate::{Failed, input, name_ok, output, report};
 
 #[derive(Args)]
 pub struct JsonArg {
@@ -63,7 +63,7 @@ pub struct AddArgs {
 pub fn add(socket: Option<&Path>, a: AddArgs) -> Result<(), Failed> {
     // Everything that can be checked without the secret is checked before
     // asking for it: a typo should not cost the user a paste.
-    validate_name(&a.name).map_err(|e| Failed::usage(e.to_string()))?;
+    name_ok(&a.name)?;
     normalize_base_url(&a.url).map_err(|e| Failed::usage(e.to_string()))?;
     let expires = a
         .expires
@@ -124,7 +124,7 @@ pub struct ShowArgs {
 }
 
 pub fn show(socket: Option<&Path>, a: ShowArgs) -> Result<(), Failed> {
-    validate_name(&a.name).map_err(|e| Failed::usage(e.to_string()))?;
+    name_ok(&a.name)?;
     let t = Client::connect(socket)?.show(&a.name)?;
     if a.json {
         println!("{}", output::token_detail_json(&t));
@@ -145,7 +145,7 @@ pub struct RmArgs {
 /// The exit code is that of the first failure.
 pub fn rm(socket: Option<&Path>, a: RmArgs) -> Result<(), Failed> {
     for n in &a.names {
-        validate_name(n).map_err(|e| Failed::usage(e.to_string()))?;
+        name_ok(n)?;
     }
     let mut client = Client::connect(socket)?;
     let mut first_code = None;
@@ -170,8 +170,8 @@ pub struct RenameArgs {
 }
 
 pub fn rename(socket: Option<&Path>, a: RenameArgs) -> Result<(), Failed> {
-    validate_name(&a.old).map_err(|e| Failed::usage(e.to_string()))?;
-    validate_name(&a.new).map_err(|e| Failed::usage(e.to_string()))?;
+    name_ok(&a.old)?;
+    name_ok(&a.new)?;
     let t = Client::connect(socket)?.rename(&a.old, &a.new)?;
     eprintln!("Token renamed: {} -> {}", a.old, t.name);
     Ok(())
