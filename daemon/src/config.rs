@@ -63,21 +63,36 @@ impl Config {
 
     /// Reads `path`; a file that does not exist gives the defaults only when
     /// it was not named explicitly.
-    pub fn load(path: &Path, explicit: bool) -> anyhow::Result<Config> {
+    pub fn load(path: &Path, explicit: bool) -> Result<Config, ConfigError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
                 return Ok(Config::default());
             }
-            Err(e) => anyhow::bail!("cannot read config file {}: {e}", path.display()),
+            Err(err) => return Err(ConfigError::Read { path: path.to_path_buf(), err }),
         };
         let cfg: Config = toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+            .map_err(|err| ConfigError::Parse { path: path.to_path_buf(), err })?;
         if cfg.max_connections == 0 {
-            anyhow::bail!("config file {}: max_connections must be at least 1", path.display());
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                what: "max_connections must be at least 1",
+            });
         }
         Ok(cfg)
     }
+}
+
+/// Why the config file could not be used. Each names the file: a typo in a
+/// limit must be easy to find.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {err}", path.display())]
+    Read { path: PathBuf, err: std::io::Error },
+    #[error("config file {}: {err}", path.display())]
+    Parse { path: PathBuf, err: toml::de::Error },
+    #[error("config file {}: {what}", path.display())]
+    Invalid { path: PathBuf, what: &'static str },
 }
 
 #[cfg(test)]

@@ -1,19 +1,25 @@
 //! signet-agent: keeps API tokens in the OS keyring and signs or performs
 //! HTTP requests with them for local tools, over a Unix socket.
 //!
-//! A request flows one way: [`server`] (peer check, frames, limits) ->
-//! [`handler`] (one function per request) -> [`policy`] (scope, expiry,
-//! export, limits) -> [`store`] (index file + keyring). The binary's
-//! `main.rs` parses flags, binds, detaches and runs this.
+//! A request flows one way: [`server`] (peer check, connection cap) ->
+//! [`conn`] (frames, timeouts, body streams) -> [`cmd`] (one file per
+//! request, one dispatch) -> [`policy`] and [`validate`] (the rules) ->
+//! [`service`], [`sign`] and [`http`] (the work) -> [`store`] (index file +
+//! keyring). [`agent`] and [`entry`] sit at the bottom, used by all. The
+//! binary's `main.rs` parses flags, binds, detaches and runs this.
 
+pub mod agent;
+pub mod cmd;
 pub mod config;
-pub mod handler;
+pub mod conn;
+pub mod entry;
 pub mod harden;
 pub mod http;
-pub mod lifecycle;
-pub mod maas_import;
 pub mod paths;
 pub mod policy;
+pub mod random;
 pub mod server;
+pub mod service;
 pub mod sign;
 pub mod store;
+pub mod validate;

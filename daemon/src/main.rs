@@ -14,9 +14,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
-use signet_agent::config::Config;
-use signet_agent::handler::Agent;
+use signet_agent::agent::Agent;
+use signet_agent::config::{Config, ConfigError};
+use signet_agent::server::BindError;
 use signet_agent::store::Store;
+use signet_agent::store::StoreError;
 use signet_agent::store::keyring::{self, StoreChoice};
 use signet_agent::{harden, paths, server};
 
@@ -84,15 +86,48 @@ fn eval_lines(sock: &str, pid: u32, csh: bool) -> String {
     }
 }
 
-fn kill_agent(csh: bool) -> Result<(), String> {
-    let raw = std::env::var("SIGNET_AGENT_PID")
-        .map_err(|_| "SIGNET_AGENT_PID is not set, so there is no agent to kill".to_string())?;
-    let pid: i32 =
-        raw.trim().parse().ok().filter(|p| *p > 1).ok_or_else(|| {
-            format!("SIGNET_AGENT_PID is not a valid pid: {}", raw.escape_debug())
-        })?;
+/// Why the agent did not start, or `-k` did not stop one.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot resolve the {what}: {err}")]
+    Resolve { what: &'static str, err: std::io::Error },
+    #[error("no data directory: set HOME or XDG_DATA_HOME, or pass --data-dir")]
+    NoDataDir,
+    #[error("the socket path is not valid UTF-8")]
+    SocketNotUtf8,
+    #[error("cannot {what}: {err}")]
+    Os { what: &'static str, err: nix::Error },
+    #[error("cannot {what}: {err}")]
+    Io { what: &'static str, err: std::io::Error },
+    #[error("the agent exited during start-up")]
+    ExitedDuringStartup,
+    /// The detached agent's own start-up error, as it sent it back.
+    #[error("{0}")]
+    Detached(String),
+    #[error("SIGNET_AGENT_PID is not set, so there is no agent to kill")]
+    NoPid,
+    #[error("SIGNET_AGENT_PID is not a valid pid: {0}")]
+    BadPid(String),
+    #[error("cannot kill agent pid {pid}: {err}")]
+    Kill { pid: i32, err: nix::Error },
+}
+
+fn kill_agent(csh: bool) -> Result<(), StartError> {
+    let raw = std::env::var("SIGNET_AGENT_PID").map_err(|_| StartError::NoPid)?;
+    let pid: i32 = raw
+        .trim()
+        .parse()
+        .ok()
+        .filter(|p| *p > 1)
+        .ok_or_else(|| StartError::BadPid(raw.escape_debug().to_string()))?;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM)
-        .map_err(|e| format!("cannot kill agent pid {pid}: {e}"))?;
+        .map_err(|err| StartError::Kill { pid, err })?;
     if csh {
         print!(
             "unsetenv SIGNET_AUTH_SOCK;\nunsetenv SIGNET_AGENT_PID;\necho Agent pid {pid} killed;\n"
@@ -155,32 +190,32 @@ impl Ready {
     }
 }
 
-fn run(args: Args, csh: bool) -> Result<(), String> {
+fn run(args: Args, csh: bool) -> Result<(), StartError> {
     let config_path = args.config.clone().or_else(Config::default_path);
     let config = match &config_path {
-        Some(p) => Config::load(p, args.config.is_some()).map_err(|e| e.to_string())?,
+        Some(p) => Config::load(p, args.config.is_some())?,
         None => Config::default(),
     };
     let socket = paths::absolute(&args.socket.clone().unwrap_or_else(paths::default_socket_path))
-        .map_err(|e| format!("cannot resolve the socket path: {e}"))?;
+        .map_err(|err| StartError::Resolve { what: "socket path", err })?;
     let data_dir = match args.data_dir.clone().or_else(paths::default_data_dir) {
-        Some(d) => {
-            paths::absolute(&d).map_err(|e| format!("cannot resolve the data directory: {e}"))?
-        }
+        Some(d) => paths::absolute(&d)
+            .map_err(|err| StartError::Resolve { what: "data directory", err })?,
         None => {
-            return Err("no data directory: set HOME or XDG_DATA_HOME, or pass --data-dir".into());
+            return Err(StartError::NoDataDir);
         }
     };
 
     let bound = server::bind(&socket)?;
-    let sock_text = socket.to_str().ok_or("the socket path is not valid UTF-8")?.to_string();
+    let sock_text = socket.to_str().ok_or(StartError::SocketNotUtf8)?.to_string();
 
     let mut ready = Ready(None);
     if !args.foreground {
-        let (rd, wr) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+        let (rd, wr) =
+            nix::unistd::pipe().map_err(|err| StartError::Os { what: "make a pipe", err })?;
         // SAFETY: no thread has been started yet (clap, config and bind are
         // single-threaded), so the child gets a consistent copy of the process.
-        match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
+        match unsafe { nix::unistd::fork() }.map_err(|err| StartError::Os { what: "fork", err })? {
             nix::unistd::ForkResult::Parent { child } => {
                 drop(wr);
                 let mut msg = String::new();
@@ -198,9 +233,9 @@ fn run(args: Args, csh: bool) -> Result<(), String> {
                     print!("{}", eval_lines(&sock_text, child.as_raw() as u32, csh));
                     Ok(())
                 } else if outcome.is_empty() {
-                    Err("the agent exited during start-up".into())
+                    Err(StartError::ExitedDuringStartup)
                 } else {
-                    Err(outcome.to_string())
+                    Err(StartError::Detached(outcome.to_string()))
                 };
             }
             nix::unistd::ForkResult::Child => {
@@ -217,7 +252,7 @@ fn run(args: Args, csh: bool) -> Result<(), String> {
 
     let result = serve(args, config, bound, data_dir, &sock_text, csh, &mut ready);
     if let Err(e) = &result {
-        ready.say(e);
+        ready.say(&e.to_string());
     }
     result
 }
@@ -238,7 +273,7 @@ fn serve(
     sock_text: &str,
     csh: bool,
     ready: &mut Ready,
-) -> Result<(), String> {
+) -> Result<(), StartError> {
     for problem in harden::harden() {
         tracing::warn!("{problem}");
     }
@@ -249,10 +284,7 @@ fn serve(
     }
     let started = Instant::now();
     let (store, warning, recovery) = Store::open(&data_dir, args.store, config.keyring_timeout())
-        .map_err(|e| {
-        bound.remove();
-        e.to_string()
-    })?;
+        .inspect_err(|_| bound.remove())?;
     if let Some(w) = warning {
         tracing::warn!("{w}");
         ready.warn(&w);
@@ -278,14 +310,14 @@ fn serve(
         .enable_all()
         .thread_name("signet-agent")
         .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+        .map_err(|err| StartError::Io { what: "start the runtime", err })?;
     let socket_path = bound.path.clone();
     let result = runtime.block_on(async {
-        bound.listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-        let listener = tokio::net::UnixListener::from_std(
-            bound.listener.try_clone().map_err(|e| e.to_string())?,
-        )
-        .map_err(|e| e.to_string())?;
+        let listen = |err| StartError::Io { what: "listen on the socket", err };
+        bound.listener.set_nonblocking(true).map_err(listen)?;
+        let listener =
+            tokio::net::UnixListener::from_std(bound.listener.try_clone().map_err(listen)?)
+                .map_err(listen)?;
         let agent = Arc::new(Agent {
             store,
             config,
@@ -333,7 +365,7 @@ fn serve(
             tracing::warn!(error = %e, "cannot record token use");
         }
         agent.store.wipe_cache();
-        Ok::<(), String>(())
+        Ok::<(), StartError>(())
     });
     // Worker threads may still hold a connection task that outlived the
     // grace period; do not wait for them.

@@ -26,8 +26,7 @@ fn home_dir() -> Option<PathBuf> {
     nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.dir)
 }
 
-/// SPEC §1: `$XDG_RUNTIME_DIR/signet/agent.sock`, else
-/// `/tmp/signet-<uid>/agent.sock`.
+/// `$XDG_RUNTIME_DIR/signet/agent.sock`, else `/tmp/signet-<uid>/agent.sock`.
 pub fn default_socket_path() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(d) if Path::new(&d).is_absolute() => PathBuf::from(d).join("signet/agent.sock"),
@@ -35,46 +34,58 @@ pub fn default_socket_path() -> PathBuf {
     }
 }
 
-/// SPEC §2: `$XDG_DATA_HOME/signet`, else `~/.local/share/signet`.
+/// `$XDG_DATA_HOME/signet`, else `~/.local/share/signet`.
 pub fn default_data_dir() -> Option<PathBuf> {
     xdg_dir("XDG_DATA_HOME", ".local/share").map(|d| d.join("signet"))
 }
 
+/// Why a directory is not safe to keep the socket or the index in.
+#[derive(Debug, thiserror::Error)]
+pub enum DirError {
+    #[error("cannot create directory {}: {err}", path.display())]
+    Create { path: PathBuf, err: io::Error },
+    #[error("cannot inspect directory {}: {err}", path.display())]
+    Inspect { path: PathBuf, err: io::Error },
+    #[error("{} is not a directory (a symbolic link or a file is refused)", path.display())]
+    NotADirectory { path: PathBuf },
+    #[error(
+        "refusing to use {}: it is owned by uid {owner}, not by this user (uid {me}); remove it or choose another path",
+        path.display()
+    )]
+    NotOurs { path: PathBuf, owner: u32, me: u32 },
+    #[error(
+        "refusing to use {}: its mode is {mode:03o}, open to group or others; `chmod 700 {}` or remove it",
+        path.display(),
+        path.display()
+    )]
+    Open { path: PathBuf, mode: u32 },
+}
+
 /// Makes sure `dir` exists, is a directory (not a link to one) owned by us,
 /// and is closed to group and others. Missing parents are created 0700.
-pub fn ensure_private_dir(dir: &Path) -> Result<(), String> {
-    match fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
-        Ok(()) => {}
-        Err(e) => return Err(format!("cannot create directory {}: {e}", dir.display())),
-    }
+pub fn ensure_private_dir(dir: &Path) -> Result<(), DirError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|err| DirError::Create { path: dir.to_path_buf(), err })?;
     check_private_dir(dir)
 }
 
 /// The check alone, for a directory that must already exist.
-pub fn check_private_dir(dir: &Path) -> Result<(), String> {
-    let md = fs::symlink_metadata(dir)
-        .map_err(|e| format!("cannot inspect directory {}: {e}", dir.display()))?;
+pub fn check_private_dir(dir: &Path) -> Result<(), DirError> {
+    let path = || dir.to_path_buf();
+    let md = fs::symlink_metadata(dir).map_err(|err| DirError::Inspect { path: path(), err })?;
     if !md.file_type().is_dir() {
-        return Err(format!(
-            "{} is not a directory (a symbolic link or a file is refused)",
-            dir.display()
-        ));
+        return Err(DirError::NotADirectory { path: path() });
     }
     let me = nix::unistd::geteuid().as_raw();
     if md.uid() != me {
-        return Err(format!(
-            "refusing to use {}: it is owned by uid {}, not by this user (uid {me}); remove it or choose another path",
-            dir.display(),
-            md.uid()
-        ));
+        return Err(DirError::NotOurs { path: path(), owner: md.uid(), me });
     }
     let mode = md.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(format!(
-            "refusing to use {}: its mode is {mode:03o}, open to group or others; `chmod 700 {}` or remove it",
-            dir.display(),
-            dir.display()
-        ));
+        return Err(DirError::Open { path: path(), mode });
     }
     Ok(())
 }
@@ -103,7 +114,7 @@ mod tests {
         let d = t.path().join("open");
         fs::create_dir(&d).unwrap();
         fs::set_permissions(&d, fs::Permissions::from_mode(0o750)).unwrap();
-        let err = ensure_private_dir(&d).unwrap_err();
+        let err = ensure_private_dir(&d).unwrap_err().to_string();
         assert!(err.contains("750") && err.contains("chmod 700"), "{err}");
 
         let target = t.path().join("real");
@@ -111,6 +122,6 @@ mod tests {
         fs::set_permissions(&target, fs::Permissions::from_mode(0o700)).unwrap();
         let link = t.path().join("link");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        assert!(check_private_dir(&link).unwrap_err().contains("not a directory"));
+        assert!(check_private_dir(&link).unwrap_err().to_string().contains("not a directory"));
     }
 }

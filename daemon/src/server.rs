@@ -1,15 +1,14 @@
-//! The socket: bind it safely, accept, check each peer, serve frames.
+//! The socket: bind it safely, accept, check each peer, hand each
+//! connection to [`crate::conn`] and its requests to [`crate::cmd`].
 //!
-//! This module knows frames and connections, not tokens: every decoded
-//! request goes to [`crate::handler::handle`]. What it guarantees:
+//! What it guarantees:
 //! - the socket is never reachable by another user: its directory is 0700
 //!   and ours, and it is bound under umask 0177 so it is 0600 from birth
 //!   (a chmod after bind would leave a window);
 //! - every connection's peer is checked with SO_PEERCRED: only our uid and
 //!   root are served; anyone else gets one error frame and is closed;
-//! - bad input costs the agent nothing: an oversized or garbage length
-//!   prefix, a body that does not decode, a slow or idle peer each get an
-//!   error or a close, and the agent carries on;
+//! - at most `max_connections` connections are served at once; one more is
+//!   told so and closed;
 //! - at shutdown, no new connection is accepted, requests in flight get a
 //!   bounded time to finish, and the socket file is removed.
 
@@ -20,13 +19,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use nix::sys::stat::{Mode, umask};
-use signet_proto::frame::{FrameError, read_body_async, read_prefix_async, write_frame_async};
-use signet_proto::{ErrorCode, Failure, PROTOCOL_VERSION, Request, Response, agent_version_string};
-use tokio::io::{AsyncRead, AsyncWrite};
+use signet_proto::{ErrorCode, Failure};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, watch};
 
-use crate::handler::{self, Agent, Peer};
+use crate::agent::{Agent, Peer};
+use crate::cmd;
+use crate::conn::{self, Closed, Conn};
+use crate::paths::DirError;
 
 /// A bound socket and what identifies it, so that shutdown removes our
 /// socket and not one a successor bound at the same path.
@@ -49,38 +49,47 @@ impl BoundSocket {
     }
 }
 
-/// Binds the agent's socket at `path` (SPEC §1).
-pub fn bind(path: &Path) -> Result<BoundSocket, String> {
+/// Why the socket could not be bound.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("socket path {} has no directory", .0.display())]
+    NoDirectory(PathBuf),
+    #[error(transparent)]
+    Directory(#[from] DirError),
+    #[error(
+        "an agent is already listening at {}; use it (export SIGNET_AUTH_SOCK={}) or stop it first (signet-agent -k)",
+        .0.display(),
+        .0.display()
+    )]
+    InUse(PathBuf),
+    #[error("{} exists and is not a socket; refusing to replace it", .0.display())]
+    NotASocket(PathBuf),
+    #[error("cannot {what} {}: {err}", path.display())]
+    Io { what: &'static str, path: PathBuf, err: io::Error },
+}
+
+/// Binds the agent's socket at `path`: its directory private, the socket
+/// 0600 from birth, a live agent there refused and a stale socket replaced.
+pub fn bind(path: &Path) -> Result<BoundSocket, BindError> {
+    let io_err = |what, err| BindError::Io { what, path: path.to_path_buf(), err };
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
-        .ok_or_else(|| format!("socket path {} has no directory", path.display()))?;
+        .ok_or_else(|| BindError::NoDirectory(path.to_path_buf()))?;
     crate::paths::ensure_private_dir(dir)?;
 
     match std::fs::symlink_metadata(path) {
         Ok(md) if md.file_type().is_socket() => match StdStream::connect(path) {
-            Ok(_) => {
-                return Err(format!(
-                    "an agent is already listening at {}; use it (export SIGNET_AUTH_SOCK={}) or stop it first (signet-agent -k)",
-                    path.display(),
-                    path.display()
-                ));
-            }
+            Ok(_) => return Err(BindError::InUse(path.to_path_buf())),
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
                 // Stale: its agent died without cleaning up.
-                std::fs::remove_file(path)
-                    .map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
+                std::fs::remove_file(path).map_err(|e| io_err("remove stale socket", e))?;
             }
-            Err(e) => return Err(format!("cannot probe existing socket {}: {e}", path.display())),
+            Err(e) => return Err(io_err("probe existing socket", e)),
         },
-        Ok(_) => {
-            return Err(format!(
-                "{} exists and is not a socket; refusing to replace it",
-                path.display()
-            ));
-        }
+        Ok(_) => return Err(BindError::NotASocket(path.to_path_buf())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("cannot inspect {}: {e}", path.display())),
+        Err(e) => return Err(io_err("inspect", e)),
     }
 
     // Mode 0600 from the moment the socket exists: no chmod-after-bind window.
@@ -88,11 +97,10 @@ pub fn bind(path: &Path) -> Result<BoundSocket, String> {
     let bound = StdListener::bind(path);
     umask(old);
     let listener = bound.map_err(|e| match e.kind() {
-        io::ErrorKind::AddrInUse => format!("an agent is already listening at {}", path.display()),
-        _ => format!("cannot bind {}: {e}", path.display()),
+        io::ErrorKind::AddrInUse => BindError::InUse(path.to_path_buf()),
+        _ => io_err("bind", e),
     })?;
-    let md = std::fs::symlink_metadata(path)
-        .map_err(|e| format!("cannot inspect {}: {e}", path.display()))?;
+    let md = std::fs::symlink_metadata(path).map_err(|e| io_err("inspect", e))?;
     Ok(BoundSocket { listener, path: path.to_path_buf(), ino: md.ino(), dev: md.dev() })
 }
 
@@ -105,7 +113,7 @@ pub async fn serve(listener: UnixListener, agent: Arc<Agent>, mut shutdown: watc
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = stopped(&mut shutdown) => break,
+            _ = shutdown.wait_for(|stop| *stop) => break,
         };
         let mut stream = match accepted {
             Ok((s, _)) => s,
@@ -124,7 +132,7 @@ pub async fn serve(listener: UnixListener, agent: Arc<Agent>, mut shutdown: watc
             }
         };
         let peer = Peer { uid: cred.uid(), pid: cred.pid().unwrap_or(0) };
-        let agent = agent.clone();
+        let timeout = agent.config.frame_timeout();
         if peer.uid != me && peer.uid != 0 {
             // Unreachable through a 0700 directory unless someone passed the
             // socket on or holds CAP_DAC_OVERRIDE: refuse by identity anyway.
@@ -133,37 +141,22 @@ pub async fn serve(listener: UnixListener, agent: Arc<Agent>, mut shutdown: watc
                 pid = peer.pid,
                 "refused a connection from another user"
             );
-            tokio::spawn(async move {
-                let f = Failure::new(
-                    ErrorCode::Policy,
-                    format!(
-                        "permission denied: this agent serves uid {me} only, not uid {}",
-                        peer.uid
-                    ),
-                );
-                let _ = tokio::time::timeout(
-                    agent.config.frame_timeout(),
-                    write_frame_async(&mut stream, &Response::Failure(f)),
-                )
-                .await;
-            });
+            let f = Failure::new(
+                ErrorCode::Policy,
+                format!("permission denied: this agent serves uid {me} only, not uid {}", peer.uid),
+            );
+            tokio::spawn(async move { conn::refuse(&mut stream, f, timeout).await });
             continue;
         }
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             tracing::warn!(max, "connection limit reached; refusing a connection");
-            tokio::spawn(async move {
-                let f = Failure::new(
-                    ErrorCode::Other,
-                    format!("the agent is serving its maximum of {max} connections; try again"),
-                );
-                let _ = tokio::time::timeout(
-                    agent.config.frame_timeout(),
-                    write_frame_async(&mut stream, &Response::Failure(f)),
-                )
-                .await;
-            });
+            let f = Failure::other(format!(
+                "the agent is serving its maximum of {max} connections; try again"
+            ));
+            tokio::spawn(async move { conn::refuse(&mut stream, f, timeout).await });
             continue;
         };
+        let agent = agent.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             connection(stream, peer, &agent, shutdown).await;
@@ -180,138 +173,22 @@ pub async fn serve(listener: UnixListener, agent: Arc<Agent>, mut shutdown: watc
     }
 }
 
-/// Resolves once shutdown has begun. Returns nothing, so no borrow of the
-/// channel is held across another branch's await.
-async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
-}
-
-/// What ended a connection, for the debug log.
-enum Closed {
-    Peer,
-    Idle,
-    Shutdown,
-    Error(String),
-}
-
-impl std::fmt::Display for Closed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Closed::Peer => f.write_str("closed by the client"),
-            Closed::Idle => f.write_str("idle timeout"),
-            Closed::Shutdown => f.write_str("agent shutting down"),
-            Closed::Error(e) => f.write_str(e),
-        }
-    }
-}
-
-async fn send<S: AsyncWrite + Unpin>(
-    stream: &mut S,
-    agent: &Agent,
-    resp: &Response,
-) -> Result<(), Closed> {
-    match tokio::time::timeout(agent.config.frame_timeout(), write_frame_async(stream, resp)).await
-    {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(Closed::Error(format!("write: {e}"))),
-        Err(_) => Err(Closed::Error("write timed out".into())),
-    }
-}
-
-fn protocol_failure(msg: impl Into<String>) -> Response {
-    Response::Failure(Failure::new(ErrorCode::Protocol, msg))
-}
-
-/// Reads one request: waits for a length prefix at most `wait` (or until
-/// shutdown), then for the body at most the frame timeout.
-async fn next_request<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut S,
-    agent: &Agent,
-    wait: std::time::Duration,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Result<Result<Request, Response>, Closed> {
-    let len = tokio::select! {
-        r = tokio::time::timeout(wait, read_prefix_async(stream)) => match r {
-            Err(_) => return Err(Closed::Idle),
-            Ok(Err(FrameError::Closed)) => return Err(Closed::Peer),
-            Ok(Err(e @ FrameError::TooLarge(_))) => {
-                // The stream is out of step now: say why, then close.
-                let _ = send(stream, agent, &protocol_failure(format!("malformed frame: {e}"))).await;
-                return Err(Closed::Error(e.to_string()));
-            }
-            Ok(Err(e)) => return Err(Closed::Error(e.to_string())),
-            Ok(Ok(len)) => len,
-        },
-        _ = stopped(shutdown) => return Err(Closed::Shutdown),
-    };
-    match tokio::time::timeout(
-        agent.config.frame_timeout(),
-        read_body_async::<_, Request>(stream, len),
-    )
-    .await
-    {
-        Err(_) => Err(Closed::Error("frame body timed out".into())),
-        Ok(Ok(req)) => Ok(Ok(req)),
-        // A body that does not decode was still exactly `len` bytes: the
-        // stream is in step, so answer and carry on.
-        Ok(Err(FrameError::Codec(e))) => Ok(Err(protocol_failure(format!(
-            "malformed request: {e}; is the client the same version as the agent?"
-        )))),
-        Ok(Err(e)) => Err(Closed::Error(e.to_string())),
-    }
-}
-
+/// Serves one connection: the handshake, then requests until the client
+/// leaves, idles out, breaks the framing or the agent shuts down.
 async fn connection(
     stream: UnixStream,
     peer: Peer,
     agent: &Agent,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    // Buffered reads: a small frame costs one read syscall, not two.
-    let mut stream = tokio::io::BufReader::with_capacity(64 * 1024, stream);
+    let mut conn = Conn::new(stream, &agent.config, shutdown);
     let result: Result<(), Closed> = async {
-        // The handshake comes first and promptly.
-        match next_request(&mut stream, agent, agent.config.frame_timeout(), &mut shutdown).await? {
-            Ok(Request::Hello { version, .. }) if version == PROTOCOL_VERSION => {
-                let hello = Response::Hello {
-                    version: PROTOCOL_VERSION,
-                    software: agent_version_string("signet-agent"),
-                };
-                send(&mut stream, agent, &hello).await?;
-            }
-            Ok(Request::Hello { version, software }) => {
-                let f = Failure::new(
-                    ErrorCode::Protocol,
-                    format!(
-                        "protocol version mismatch: the client ({}) speaks version {version}, this agent ({}) speaks version {PROTOCOL_VERSION}",
-                        software.escape_debug(),
-                        agent_version_string("signet-agent")
-                    ),
-                )
-                .with_hint("use a signet client of the same release as the agent, or restart the agent");
-                send(&mut stream, agent, &Response::Failure(f)).await?;
-                return Err(Closed::Error(format!("version mismatch ({version})")));
-            }
-            Ok(_) => {
-                send(&mut stream, agent, &protocol_failure("expected Hello as the first message")).await?;
-                return Err(Closed::Error("no Hello".into()));
-            }
-            Err(resp) => {
-                send(&mut stream, agent, &resp).await?;
-                return Err(Closed::Error("malformed Hello".into()));
-            }
-        }
+        conn.handshake().await?;
         loop {
-            let req = next_request(&mut stream, agent, agent.config.idle_timeout(), &mut shutdown).await?;
-            let resp = match req {
-                Ok(Request::Perform(p)) => {
-                    crate::http::perform(agent, peer, p, &mut stream).await.map_err(Closed::Error)?;
-                    continue;
-                }
-                Ok(req) => handler::handle(agent, peer, req).await,
-                Err(resp) => resp,
-            };
-            send(&mut stream, agent, &resp).await?;
+            match conn.next_request().await? {
+                Ok(req) => cmd::dispatch(agent, peer, req, &mut conn).await?,
+                Err(answer) => conn.send(&answer).await?,
+            }
         }
     }
     .await;

@@ -1,6 +1,6 @@
 //! Expiry as users write it: a whole number and a unit, or an RFC 3339 time.
 //!
-//! Units (SPEC §3, the same the VMS CLI takes): `Y` 365 days, `M` 30 days,
+//! Units (the same the VMS CLI takes): `Y` 365 days, `M` 30 days,
 //! `w`/`W` weeks, `d`/`D` days, `h`/`H` hours, `m` minutes, `s`/`S` seconds.
 //! Case matters only where it must: `M` is months and `m` minutes.
 

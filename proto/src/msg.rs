@@ -285,7 +285,8 @@ pub struct StatusInfo {
     pub max_tokens_per_owner: Option<u32>,
 }
 
-/// The class of a failure; each maps to one exit code of SPEC §4.
+/// The class of a failure; each maps to one exit code of `signet` (the
+/// table in docs/protocol.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ErrorCode {
     Other,
@@ -306,7 +307,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// The process exit code for this failure (SPEC §4).
+    /// The process exit code for this failure.
     pub fn exit_code(self) -> i32 {
         match self {
             ErrorCode::Other | ErrorCode::Exists => 1,
@@ -337,6 +338,26 @@ impl Failure {
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
+    }
+
+    /// Malformed input (exit 2).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure::new(ErrorCode::Usage, message)
+    }
+
+    /// Refused by policy (exit 5).
+    pub fn policy(message: impl Into<String>) -> Self {
+        Failure::new(ErrorCode::Policy, message)
+    }
+
+    /// The upstream server could not be reached (exit 7).
+    pub fn upstream(message: impl Into<String>) -> Self {
+        Failure::new(ErrorCode::Upstream, message)
+    }
+
+    /// Anything else (exit 1).
+    pub fn other(message: impl Into<String>) -> Self {
+        Failure::new(ErrorCode::Other, message)
     }
 }
 

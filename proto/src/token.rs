@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// How a token authenticates a request (SPEC §3).
+/// How a token authenticates a request (docs/signing.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TokenKind {
@@ -183,6 +183,14 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
     }
 }
 
+/// An RFC 9110 field name (also the grammar of a method): one or more
+/// `tchar`. Anything else (a colon, a space, a line break) would make a
+/// header line mean something else.
+pub fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 /// Why a base URL is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid URL: {0}")]
@@ -267,6 +275,14 @@ mod tests {
         ];
         for (raw, want) in cases {
             assert_eq!(normalize_base_url(raw).unwrap().as_str(), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn header_names_are_tokens() {
+        assert!(is_header_name("X-Auth_Token.v2!#$%&'*+^`|~"));
+        for bad in ["", "X Key", "X-Key:", "X\r\nEvil", "Ä", "a\tb"] {
+            assert!(!is_header_name(bad), "{bad:?}");
         }
     }
 

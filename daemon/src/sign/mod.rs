@@ -1,5 +1,5 @@
 //! Request signers: turn a token and a request into the header lines that
-//! authenticate it (SPEC §3, SIGNING.md).
+//! authenticate it (docs/signing.md).
 //!
 //! Everything here is a pure function of its inputs, apart from
 //! [`Freshness::now`], which reads the clock and the OS random source. No
@@ -14,9 +14,12 @@ mod oauth1;
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use signet_proto::Failure;
 use signet_proto::secret::{Secret, ShapeError};
 use signet_proto::token::{SignatureMethod, TokenKind, TokenParams};
 use zeroize::Zeroizing;
+
+use crate::entry::Entry;
 
 /// The parts of an HTTP request a signature covers.
 #[derive(Debug, Clone, Copy)]
@@ -67,15 +70,8 @@ impl Freshness {
             .as_secs();
         let timestamp = i64::try_from(secs)
             .map_err(|_| SignError::Random("the system clock is out of range".into()))?;
-        let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes)
+        let nonce = crate::random::hex::<16>()
             .map_err(|e| SignError::Random(format!("the OS random source failed: {e}")))?;
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut nonce = String::with_capacity(32);
-        for b in bytes {
-            nonce.push(char::from(HEX[usize::from(b >> 4)]));
-            nonce.push(char::from(HEX[usize::from(b & 0x0f)]));
-        }
         Ok(Freshness { timestamp, nonce })
     }
 }
@@ -115,9 +111,19 @@ pub fn sign(
     }
 }
 
+/// The header lines that authenticate one request with the stored token
+/// `e`, made now: a fresh nonce and timestamp every time (MAAS refuses a
+/// nonce it has seen and a timestamp over 300 s old), so every retry and
+/// redirect hop calls this again.
+pub fn now(e: &Entry, secret: &Secret, input: &SignInput<'_>) -> Result<Vec<HeaderLine>, Failure> {
+    let fresh = Freshness::now().map_err(|err| Failure::other(err.to_string()))?;
+    sign(e.kind, &e.params, secret, input, &fresh)
+        .map_err(|err| Failure::other(format!("cannot sign with token `{}`: {err}", e.name)))
+}
+
 /// Whether the headers [`sign`] makes for this token contain the secret
 /// itself, so that they may leave the agent only for exportable tokens
-/// (SPEC §3). Only an HMAC signature keeps the secret inside.
+/// (docs/security.md). Only an HMAC signature keeps the secret inside.
 pub fn reveals_secret(kind: TokenKind, params: &TokenParams) -> bool {
     match kind {
         TokenKind::Maas | TokenKind::Oauth1 => {

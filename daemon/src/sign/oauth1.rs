@@ -2,12 +2,13 @@
 //! (realm "OAuth", no consumer secret, PLAINTEXT unless told otherwise) and
 //! generic OAuth 1.0a (`oauth1`, HMAC-SHA1 unless told otherwise).
 //!
-//! The header matches oauthlib's byte for byte (SIGNING.md), so that a
+//! The header matches oauthlib's byte for byte (docs/signing.md), so that a
 //! header signet makes can be compared with one python-libmaas makes.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, percent_encode};
 use signet_proto::secret::{Secret, ShapeError, expected_shape, parse_maas, parse_oauth1};
 use signet_proto::token::{SignatureMethod, TokenKind, TokenParams};
 use zeroize::Zeroizing;
@@ -252,59 +253,26 @@ fn parse_form_urlencoded(query: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
         .collect()
 }
 
+/// A stray `%` stands for itself, as browsers and the `url` crate read it.
 fn form_decode(s: &str) -> Vec<u8> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hi = bytes.get(i + 1).copied().and_then(hex_value);
-                let lo = bytes.get(i + 2).copied().and_then(hex_value);
-                if let (Some(hi), Some(lo)) = (hi, lo) {
-                    out.push(hi << 4 | lo);
-                    i += 3;
-                    continue;
-                }
-                // A stray `%` stands for itself, as browsers and the `url`
-                // crate read it.
-                out.push(b'%');
-            }
-            _ => out.push(b),
-        }
-        i += 1;
-    }
-    out
+    percent_decode_str(&s.replace('+', " ")).collect()
 }
 
-fn hex_value(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
+/// RFC 5849 §3.6: everything but the RFC 3986 unreserved set is encoded.
+const OAUTH_ENCODE: &AsciiSet =
+    &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// RFC 5849 §3.6: everything but the RFC 3986 unreserved set becomes `%XX`
 /// with upper-case hex.
 pub(super) fn encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 3);
-    encode_into(bytes, &mut out);
-    out
+    percent_encode(bytes, OAUTH_ENCODE).to_string()
 }
 
+/// [`encode`] into `out`, which callers size up front so that a buffer
+/// holding a secret never reallocates and leaves an unwiped copy behind.
 fn encode_into(bytes: &[u8], out: &mut String) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in bytes {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0x0f)]));
-        }
+    for piece in percent_encode(bytes, OAUTH_ENCODE) {
+        out.push_str(piece);
     }
 }
 
@@ -335,7 +303,7 @@ mod tests {
 
     const WHOAMI: &str = "http://maas.example:5240/MAAS/api/2.0/users/?op=whoami";
 
-    // SIGNING.md, MAAS, first vector.
+    // docs/signing.md, MAAS, first vector.
     #[test]
     fn maas_plaintext_vector() {
         let u = url(WHOAMI);
@@ -350,7 +318,7 @@ mod tests {
         );
     }
 
-    // SIGNING.md, MAAS, secret with reserved characters: encoded once for the
+    // docs/signing.md, MAAS, secret with reserved characters: encoded once for the
     // signature, once more in the header; `~` survives both.
     #[test]
     fn maas_plaintext_reserved_characters_vector() {
@@ -367,7 +335,7 @@ mod tests {
         );
     }
 
-    // SIGNING.md, MAAS with --signature hmac-sha1.
+    // docs/signing.md, MAAS with --signature hmac-sha1.
     #[test]
     fn maas_hmac_sha1_vector() {
         let u = url(WHOAMI);
@@ -383,7 +351,7 @@ mod tests {
         assert!(!line.value.contains("TokenSecretCCC"));
     }
 
-    // SIGNING.md, oauth1 HMAC-SHA1: POST with a form body and a query.
+    // docs/signing.md, oauth1 HMAC-SHA1: POST with a form body and a query.
     #[test]
     fn oauth1_hmac_sha1_post_vector() {
         let u = url("https://api.example.com/v1/items?b=2&a=1");
@@ -407,7 +375,7 @@ mod tests {
         assert_eq!(*again.value, *line.value);
     }
 
-    // SIGNING.md, oauth1 HMAC-SHA256 with a UTF-8 query value and an empty one.
+    // docs/signing.md, oauth1 HMAC-SHA256 with a UTF-8 query value and an empty one.
     #[test]
     fn oauth1_hmac_sha256_vector() {
         let u = url("https://api.example.com/v1/items?q=caf%C3%A9&a=");

@@ -8,7 +8,7 @@
 //! Each entry carries a state that makes the two-step changes (index, then
 //! keyring) safe against a crash between the steps: an entry is written as
 //! `adding` before its secret goes into the keyring and as `removing` before
-//! its secret is deleted. At start-up [`crate::store::Store::recover`] rolls
+//! its secret is deleted. At start-up `Store::recover` rolls
 //! `adding` back and `removing` forward. So an index entry never outlives
 //! its secret, and a secret never outlives its entry.
 
@@ -18,40 +18,11 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use signet_proto::{TokenKind, TokenParams};
+
+pub use crate::entry::{Entry, EntryState};
 
 pub const INDEX_FILE: &str = "index.json";
 const FORMAT_VERSION: u32 = 1;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EntryState {
-    /// In the index, its secret maybe not yet in the keyring.
-    Adding,
-    /// Complete: metadata here, secret in the keyring.
-    Active,
-    /// Being removed: its secret may already be gone from the keyring.
-    Removing,
-}
-
-/// One token's metadata as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
-    /// Immutable: the keyring entry is keyed by it.
-    pub id: String,
-    pub state: EntryState,
-    pub name: String,
-    pub kind: TokenKind,
-    pub url: String,
-    pub owner_uid: u32,
-    pub created: i64,
-    pub expires: Option<i64>,
-    pub last_used: Option<i64>,
-    pub use_count: u64,
-    pub exportable: bool,
-    pub comment: Option<String>,
-    pub params: TokenParams,
-}
 
 /// The whole index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +135,7 @@ pub fn save(dir: &Path, index: &Index) -> Result<(), IndexError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use signet_proto::{TokenKind, TokenParams};
 
     fn entry(id: &str, name: &str, state: EntryState) -> Entry {
         Entry {

@@ -52,6 +52,9 @@ pub enum KeyringError {
     Failure(String),
     #[error("the keyring did not answer within {0} s")]
     Timeout(u64),
+    /// No keyring of the chosen kind can be used; says what to do.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<KrError> for KeyringError {
@@ -141,18 +144,28 @@ pub fn service_name(store_id: &str) -> String {
     format!("signet:{store_id}")
 }
 
-fn open_secret_service(service: String) -> Result<CoreBackend, String> {
+fn open_secret_service(service: String) -> Result<CoreBackend, KeyringError> {
     if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none_or(|v| v.is_empty()) {
-        return Err("no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is not set)".into());
+        return Err(KeyringError::Unavailable(
+            "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is not set)".into(),
+        ));
     }
-    let store = zbus_secret_service_keyring_store::Store::new()
-        .map_err(|e| format!("the Secret Service did not answer: {}", KeyringError::from(e)))?;
+    let store = zbus_secret_service_keyring_store::Store::new().map_err(|e| {
+        KeyringError::Unavailable(format!(
+            "the Secret Service did not answer: {}",
+            KeyringError::from(e)
+        ))
+    })?;
     Ok(CoreBackend { store, service, searchable: true, labelled: true })
 }
 
-fn open_keyutils(service: String) -> Result<CoreBackend, String> {
-    let store = linux_keyutils_keyring_store::Store::new()
-        .map_err(|e| format!("the kernel keyring is not usable: {}", KeyringError::from(e)))?;
+fn open_keyutils(service: String) -> Result<CoreBackend, KeyringError> {
+    let store = linux_keyutils_keyring_store::Store::new().map_err(|e| {
+        KeyringError::Unavailable(format!(
+            "the kernel keyring is not usable: {}",
+            KeyringError::from(e)
+        ))
+    })?;
     let backend = CoreBackend { store, service, searchable: false, labelled: false };
     // A store that builds can still refuse every write (no session keyring
     // possessed, seccomp): prove it works before serving anything.
@@ -160,7 +173,9 @@ fn open_keyutils(service: String) -> Result<CoreBackend, String> {
     backend
         .set(&probe, &Secret::from_str_value("probe"))
         .and_then(|()| backend.delete(&probe))
-        .map_err(|e| format!("the kernel keyring refused a test write: {e}"))?;
+        .map_err(|e| {
+            KeyringError::Unavailable(format!("the kernel keyring refused a test write: {e}"))
+        })?;
     Ok(backend)
 }
 
@@ -183,7 +198,7 @@ impl Keyring {
         choice: StoreChoice,
         store_id: &str,
         timeout: Duration,
-    ) -> Result<(Keyring, Option<String>), String> {
+    ) -> Result<(Keyring, Option<String>), KeyringError> {
         let service = service_name(store_id);
         let (tx, rx) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -205,9 +220,9 @@ impl Keyring {
                                     "no Secret Service ({ss_err}); using the kernel keyring: tokens will not survive a reboot"
                                 )),
                             )),
-                            Err(ku_err) => Err(format!(
+                            Err(ku_err) => Err(KeyringError::Unavailable(format!(
                                 "no usable keyring: {ss_err}; and {ku_err}. Install and unlock a Secret Service (e.g. gnome-keyring) in your session, or run where the kernel keyring is allowed (keyutils), or pass --store"
-                            )),
+                            ))),
                         },
                     },
                 };
@@ -225,12 +240,12 @@ impl Keyring {
                     job(&backend);
                 }
             })
-            .map_err(|e| format!("cannot start the keyring thread: {e}"))?;
+            .map_err(|e| KeyringError::Unavailable(format!("cannot start the keyring thread: {e}")))?;
         let wait = timeout.max(Duration::from_secs(1));
         match ready_rx.recv_timeout(wait) {
             Ok(Ok((name, warning))) => Ok((Keyring { tx, name, timeout }, warning)),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(format!("the keyring did not answer within {} s", wait.as_secs())),
+            Err(_) => Err(KeyringError::Timeout(wait.as_secs())),
         }
     }
 

@@ -19,7 +19,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use signet_proto::Secret;
+use signet_proto::{ErrorCode, Failure, Secret};
 
 use self::index::{Entry, EntryState, Index, IndexError};
 use self::keyring::{Keyring, KeyringError, StoreChoice};
@@ -37,6 +37,8 @@ pub enum StoreError {
     Keyring(#[from] KeyringError),
     #[error(transparent)]
     Index(#[from] IndexError),
+    #[error(transparent)]
+    Directory(#[from] crate::paths::DirError),
     #[error("{0}")]
     Setup(String),
 }
@@ -84,9 +86,36 @@ pub struct Recovery {
 
 /// A fresh random id: 128 bits from the OS, hex.
 pub fn random_id() -> Result<String, StoreError> {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).map_err(|e| StoreError::Setup(format!("no randomness: {e}")))?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    crate::random::hex::<16>().map_err(|e| StoreError::Setup(format!("no randomness: {e}")))
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Failure {
+        match e {
+            StoreError::NoSuchToken(_) => Failure::new(ErrorCode::NoSuchToken, e.to_string())
+                .with_hint("`signet list` shows your tokens"),
+            StoreError::Exists(_) => Failure::new(ErrorCode::Exists, e.to_string())
+                .with_hint("choose another name, or `signet rm` the old token first"),
+            StoreError::LimitReached(limit) => Failure::policy(format!(
+                "token limit reached: this agent allows at most {limit} tokens per owner"
+            ))
+            .with_hint(
+                "remove a token with `signet rm NAME`, or raise max_tokens_per_owner in the agent's config.toml and restart it",
+            ),
+            StoreError::Keyring(k) => {
+                let f = Failure::new(ErrorCode::Store, k.to_string());
+                match k {
+                    KeyringError::Locked(_) => f.with_hint(
+                        "unlock your keyring (e.g. log in to the desktop session, or `gnome-keyring-daemon --unlock`) and try again",
+                    ),
+                    _ => f,
+                }
+            }
+            StoreError::Index(_) | StoreError::Directory(_) | StoreError::Setup(_) => {
+                Failure::new(ErrorCode::Store, e.to_string())
+            }
+        }
+    }
 }
 
 impl Store {
@@ -98,7 +127,7 @@ impl Store {
         choice: StoreChoice,
         keyring_timeout: std::time::Duration,
     ) -> Result<(Store, Option<String>, Recovery), StoreError> {
-        crate::paths::ensure_private_dir(dir).map_err(StoreError::Setup)?;
+        crate::paths::ensure_private_dir(dir)?;
         let lock = lock_data_dir(dir)?;
         let index = match index::load(dir)? {
             Some(i) => i,
@@ -108,8 +137,7 @@ impl Store {
                 i
             }
         };
-        let (keyring, warning) =
-            Keyring::open(choice, &index.store_id, keyring_timeout).map_err(StoreError::Setup)?;
+        let (keyring, warning) = Keyring::open(choice, &index.store_id, keyring_timeout)?;
         let store = Store {
             dir: dir.to_path_buf(),
             keyring,
@@ -350,6 +378,7 @@ impl Store {
         secret: Secret,
         params: signet_proto::TokenParams,
         expires: Option<i64>,
+        created: i64,
     ) -> Result<Entry, StoreError> {
         let _w = self.writer.lock().await;
         let mut idx = self.read()?.clone();
@@ -360,7 +389,7 @@ impl Store {
         new.state = EntryState::Adding;
         new.params = params;
         new.expires = expires;
-        new.created = crate::handler::now();
+        new.created = created;
         let secret = self.put_pending(&mut idx, &new, secret).await?;
 
         // The swap: one atomic index write.
@@ -473,4 +502,24 @@ fn lock_data_dir(dir: &Path) -> Result<nix::fcntl::Flock<File>, StoreError> {
             StoreError::Setup(format!("cannot lock {}: {e}", path.display()))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_message_names_the_limit_and_the_fix() {
+        let f = Failure::from(StoreError::LimitReached(5));
+        assert_eq!(f.code.exit_code(), 5);
+        assert!(f.message.contains('5'));
+        assert!(f.hint.unwrap().contains("max_tokens_per_owner"));
+    }
+
+    #[test]
+    fn a_locked_keyring_says_how_to_unlock_it() {
+        let f = Failure::from(StoreError::Keyring(KeyringError::Locked("locked".into())));
+        assert_eq!(f.code.exit_code(), 6);
+        assert!(f.hint.unwrap().contains("unlock"));
+    }
 }

@@ -14,13 +14,13 @@ use serde_json::Value;
 use signet_proto::{
     ErrorCode, Failure, ImportOutcome, Response, Secret, TlsOptions, TokenKind, TokenParams,
 };
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
-use crate::handler::{Agent, Peer};
-use crate::lifecycle::maas_api_url;
-use crate::policy;
+use super::maas::api_url;
+use crate::agent::{Agent, Peer, now};
+use crate::entry::Entry;
 use crate::store::StoreError;
-use crate::store::index::{Entry, EntryState};
+use crate::validate;
 
 struct Profile {
     name: String,
@@ -30,7 +30,7 @@ struct Profile {
 }
 
 fn db_failure(path: &Path, e: impl std::fmt::Display) -> Failure {
-    Failure::new(ErrorCode::Other, format!("MAAS CLI database {}: {e}", path.display()))
+    Failure::other(format!("MAAS CLI database {}: {e}", path.display()))
 }
 
 fn read_profiles(path: &Path) -> Result<Vec<Profile>, Failure> {
@@ -68,17 +68,11 @@ fn read_profiles(path: &Path) -> Result<Vec<Profile>, Failure> {
         let key = match v.get("credentials").and_then(Value::as_array) {
             Some(parts) if parts.len() == 3 && parts.iter().all(Value::is_string) => {
                 let p: Vec<&str> = parts.iter().filter_map(Value::as_str).collect();
-                Some(Secret::from_str_value(&p.join(":")))
+                Some(Secret::from_str_value(&Zeroizing::new(p.join(":"))))
             }
             _ => None,
         };
-        if let Some(Value::Array(parts)) = v.get_mut("credentials") {
-            for p in parts {
-                if let Value::String(s) = p {
-                    s.zeroize();
-                }
-            }
-        }
+        wipe_credentials(&mut v);
         out.push(Profile {
             name,
             url: v.get("url").and_then(Value::as_str).map(str::to_string),
@@ -91,6 +85,17 @@ fn read_profiles(path: &Path) -> Result<Vec<Profile>, Failure> {
         });
     }
     Ok(out)
+}
+
+/// Wipes the key parts of a parsed profile before it is dropped.
+fn wipe_credentials(v: &mut Value) {
+    if let Some(Value::Array(parts)) = v.get_mut("credentials") {
+        for p in parts {
+            if let Value::String(s) = p {
+                s.zeroize();
+            }
+        }
+    }
 }
 
 /// Logs the named profiles out in the file and leaves no readable copy of
@@ -115,6 +120,7 @@ fn scrub(path: &Path, names: &[String]) -> Result<(), Failure> {
         let mut v: Value = serde_json::from_slice(&data).unwrap_or(Value::Null);
         let mut data = data;
         data.zeroize();
+        wipe_credentials(&mut v);
         if let Value::Object(m) = &mut v {
             m.insert("credentials".into(), Value::Null);
         }
@@ -129,6 +135,8 @@ fn scrub(path: &Path, names: &[String]) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Imports every MAAS CLI profile with credentials from `db` as a `maas`
+/// token named after it; with `do_scrub`, erases the imported keys there.
 pub async fn import(
     agent: &Agent,
     peer: Peer,
@@ -137,12 +145,12 @@ pub async fn import(
 ) -> Result<Response, Failure> {
     let path = PathBuf::from(db);
     if !path.is_absolute() {
-        return Err(Failure::new(ErrorCode::Usage, "the MAAS CLI database path must be absolute"));
+        return Err(Failure::usage("the MAAS CLI database path must be absolute"));
     }
     let p = path.clone();
     let profiles = tokio::task::spawn_blocking(move || read_profiles(&p))
         .await
-        .map_err(|e| Failure::new(ErrorCode::Other, format!("import failed: {e}")))??;
+        .map_err(|e| Failure::other(format!("import failed: {e}")))??;
     let mut outcomes = Vec::new();
     let mut imported = Vec::new();
     for prof in profiles {
@@ -162,7 +170,7 @@ pub async fn import(
             outcomes.push(outcome);
             continue;
         }
-        let api = match maas_api_url(&url) {
+        let api = match api_url(&url) {
             Ok(u) => u,
             Err(f) => {
                 outcome.note = format!("skipped: {}", f.message);
@@ -174,7 +182,7 @@ pub async fn import(
             tls: TlsOptions { insecure: false, cacert_pem: prof.cacerts },
             ..TokenParams::default()
         };
-        let checked = policy::check_new_token(TokenKind::Maas, api.as_str(), &key, &params, None);
+        let checked = validate::new_token(TokenKind::Maas, api.as_str(), &key, &params, None);
         let (url, params) = match checked {
             Ok(x) => x,
             Err(f) => {
@@ -183,21 +191,8 @@ pub async fn import(
                 continue;
             }
         };
-        let entry = Entry {
-            id: String::new(),
-            state: EntryState::Adding,
-            name: prof.name.clone(),
-            kind: TokenKind::Maas,
-            url,
-            owner_uid: peer.uid,
-            created: crate::handler::now(),
-            expires: None,
-            last_used: None,
-            use_count: 0,
-            exportable: false,
-            comment: Some("imported from the MAAS CLI".into()),
-            params,
-        };
+        let mut entry = Entry::draft(&prof.name, TokenKind::Maas, url, peer.uid, now(), params);
+        entry.comment = Some("imported from the MAAS CLI".into());
         match agent.store.add(entry, key, agent.config.max_tokens_per_owner).await {
             Ok(_) => {
                 outcome.imported = true;
@@ -215,7 +210,7 @@ pub async fn import(
         let names = imported.clone();
         tokio::task::spawn_blocking(move || scrub(&path, &names))
             .await
-            .map_err(|e| Failure::new(ErrorCode::Other, format!("scrub failed: {e}")))??;
+            .map_err(|e| Failure::other(format!("scrub failed: {e}")))??;
         for o in &mut outcomes {
             if o.imported {
                 o.scrubbed = true;

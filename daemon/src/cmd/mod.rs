@@ -1,0 +1,90 @@
+//! One file per request kind, each with one `apply`, and the single
+//! dispatch `match` of the whole agent (as OpenSSH's ssh-agent has one
+//! `process_message` switch).
+//!
+//! Commands check input with [`crate::validate`], authorise with
+//! [`crate::policy`], act through [`crate::service`], [`crate::sign`],
+//! [`crate::http`] and [`crate::store`], and turn the outcome into a
+//! [`Response`]. Only `perform` streams, through the connection's body
+//! streams; every other command answers with one frame, sent here. Every
+//! failure leaves as a [`Failure`] whose code the client turns into an exit
+//! status; none carries a secret.
+
+mod add;
+mod create_token;
+mod delete_token;
+mod list;
+mod list_tokens;
+mod maas_import;
+mod maas_login;
+mod perform;
+mod remove;
+mod rename;
+mod rename_token;
+mod rotate;
+mod show;
+mod sign;
+mod status;
+mod whoami;
+
+use signet_proto::{ErrorCode, Failure, LifecycleOp, Request, Response};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::agent::{Agent, Peer};
+use crate::conn::{Closed, Conn};
+use crate::service::MintRequest;
+
+/// Serves one request on `conn`. `Err` means the connection must close.
+pub async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
+    agent: &Agent,
+    peer: Peer,
+    req: Request,
+    conn: &mut Conn<S>,
+) -> Result<(), Closed> {
+    let result = match req {
+        Request::Hello { .. } => Err(Failure::new(
+            ErrorCode::Protocol,
+            "unexpected Hello: the handshake was already done on this connection",
+        )),
+        Request::Add(a) => add::apply(agent, peer, *a).await,
+        Request::List => list::apply(agent, peer),
+        Request::Show { name } => show::apply(agent, peer, &name),
+        Request::Remove { name } => remove::apply(agent, peer, &name).await,
+        Request::Rename { old, new } => rename::apply(agent, peer, &old, &new).await,
+        Request::Status => status::apply(agent, peer),
+        Request::Sign(r) => sign::apply(agent, peer, r).await,
+        Request::Perform(p) => return perform::apply(agent, peer, p, conn).await,
+        Request::BodyChunk(_) | Request::BodyEnd => Err(Failure::new(
+            ErrorCode::Protocol,
+            "a body frame outside of a request that has a body",
+        )),
+        Request::MaasLogin(l) => maas_login::apply(agent, peer, *l).await,
+        Request::Lifecycle(LifecycleOp::Whoami { name }) => whoami::apply(agent, peer, &name).await,
+        Request::Lifecycle(LifecycleOp::ListTokens { service, name }) => {
+            list_tokens::apply(agent, peer, service, &name).await
+        }
+        Request::Lifecycle(LifecycleOp::CreateToken {
+            service,
+            name,
+            new_name,
+            token_name,
+            expires,
+            owner,
+            show,
+        }) => {
+            let req = MintRequest { token_name, expires, owner };
+            create_token::apply(agent, peer, service, &name, &new_name, req, show).await
+        }
+        Request::Lifecycle(LifecycleOp::DeleteToken { service, name, token, force }) => {
+            delete_token::apply(agent, peer, service, &name, &token, force).await
+        }
+        Request::Lifecycle(LifecycleOp::RenameToken { service, name, token, new_token_name }) => {
+            rename_token::apply(agent, peer, service, &name, &token, &new_token_name).await
+        }
+        Request::Lifecycle(LifecycleOp::Rotate { name }) => rotate::apply(agent, peer, &name).await,
+        Request::Lifecycle(LifecycleOp::MaasImport { db, scrub }) => {
+            maas_import::apply(agent, peer, &db, scrub).await
+        }
+    };
+    conn.send(&result.unwrap_or_else(Response::Failure)).await
+}

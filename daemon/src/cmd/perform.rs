@@ -1,0 +1,279 @@
+//! `Perform`: the agent makes the HTTP request for the client, which sees
+//! only the response, never the secret.
+//!
+//! Both bodies stream: the request body arrives as chunk frames and goes
+//! upstream through a small bounded channel; the response body goes back in
+//! chunk frames as it arrives. Memory stays constant whatever the size.
+//!
+//! Redirects are followed by hand, never by the HTTP client: each hop is
+//! checked against the token's scope and signed afresh (a new nonce and
+//! timestamp, as MAAS demands). A redirect out of scope is returned to the
+//! client as it is, so no credential is ever sent to another origin.
+//!
+//! # Format
+//! `Request::Perform(PerformRequest)`, answered with `Response::Proceed` or
+//! a failure; with `has_body`, the client then sends `BodyChunk` frames and
+//! a `BodyEnd`; the agent sends `Head`, `BodyChunk` frames and `BodyEnd`, or
+//! a failure at any point before `BodyEnd` (docs/protocol.md).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use signet_proto::{Chunk, Failure, PerformRequest, Response, ResponseHead, Secret};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+
+use crate::agent::{Agent, Peer, now};
+use crate::conn::{BodyItem, BodyOut, Closed, Conn};
+use crate::entry::Entry;
+use crate::http::{attach, describe};
+use crate::sign::{self, SignInput};
+use crate::{policy, validate};
+
+/// At most this many redirects are followed, as curl's default of 50 is
+/// more than any API needs.
+pub const MAX_REDIRECTS: usize = 10;
+/// A form body that OAuth HMAC must sign is read whole before sending; it
+/// may not be larger than this.
+pub const MAX_SIGNED_FORM: usize = 1 << 20;
+
+/// Everything checked before the client may send a body.
+struct Prepared {
+    entry: Entry,
+    secret: Arc<Secret>,
+    client: reqwest::Client,
+    base: url::Url,
+    url: url::Url,
+    method: reqwest::Method,
+    headers: Vec<(String, String)>,
+    /// OAuth HMAC signs form parameters: such a body is read whole first.
+    sign_form_body: bool,
+}
+
+async fn prepare(agent: &Agent, peer: Peer, req: &PerformRequest) -> Result<Prepared, Failure> {
+    validate::name(&req.name)?;
+    let entry = agent.store.get(peer.uid, &req.name)?;
+    policy::check_not_expired(&entry, now())?;
+    let (base, url) = policy::scoped_url(&entry, &req.url)?;
+    let method = validate::method(&req.method)?;
+    let method = reqwest::Method::from_bytes(method.as_bytes())
+        .map_err(|_| Failure::usage("invalid HTTP method"))?;
+    validate::headers(&req.headers)?;
+    let is_form = req.headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("content-type")
+            && v.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded")
+    });
+    let sign_form_body =
+        req.has_body && is_form && sign::signs_form_body(entry.kind, &entry.params);
+    let secret = agent.store.secret(&entry).await?;
+    let client = agent.http.client(&entry)?;
+    Ok(Prepared {
+        entry,
+        secret,
+        client,
+        base,
+        url,
+        method,
+        headers: req.headers.clone(),
+        sign_form_body,
+    })
+}
+
+/// Serves one `Perform`. `Err` means the connection is no longer in step
+/// and must be closed; a refused or failed request is `Ok` (its failure
+/// went to the client).
+pub async fn apply<S: AsyncRead + AsyncWrite + Unpin>(
+    agent: &Agent,
+    peer: Peer,
+    req: PerformRequest,
+    conn: &mut Conn<S>,
+) -> Result<(), Closed> {
+    let p = match prepare(agent, peer, &req).await {
+        Ok(p) => p,
+        // Refused before Proceed: the client sends no body.
+        Err(f) => return conn.send(&Response::Failure(f)).await,
+    };
+    conn.send(&Response::Proceed).await?;
+    let (mut body_in, mut out) = conn.streams();
+    let (tx, rx) = mpsc::channel::<BodyItem>(4);
+    let reader = async {
+        if req.has_body {
+            body_in.forward(tx).await
+        } else {
+            drop(tx);
+            Ok(())
+        }
+    };
+    let exchanged = async {
+        let body = if req.has_body { Some(rx) } else { None };
+        match exchange(agent, p, body, req.body_len, req.timeout_secs, &mut out).await {
+            Ok(()) => Ok(()),
+            Err(Outcome::Failed(f)) => out.send(&Response::Failure(f)).await,
+            Err(Outcome::Broken(e)) => Err(e),
+        }
+    };
+    let (read, exchanged) = tokio::join!(reader, exchanged);
+    read.and(exchanged)
+}
+
+enum Outcome {
+    /// Tell the client and carry on.
+    Failed(Failure),
+    /// The client connection is broken.
+    Broken(Closed),
+}
+
+impl From<Failure> for Outcome {
+    fn from(f: Failure) -> Self {
+        Outcome::Failed(f)
+    }
+}
+
+/// The request body as it stands between hops.
+enum Body {
+    None,
+    Stream(mpsc::Receiver<BodyItem>),
+    Buffered(Bytes),
+}
+
+fn stream_body(rx: mpsc::Receiver<BodyItem>) -> reqwest::Body {
+    reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
+}
+
+async fn buffer_form(rx: &mut mpsc::Receiver<BodyItem>) -> Result<Bytes, Failure> {
+    let mut buf = Vec::new();
+    while let Some(item) = rx.recv().await {
+        let b = item.map_err(|e| Failure::other(format!("request body: {e}")))?;
+        if buf.len() + b.len() > MAX_SIGNED_FORM {
+            return Err(Failure::usage(format!(
+                "a form body signed with OAuth HMAC may be at most {MAX_SIGNED_FORM} bytes"
+            )));
+        }
+        buf.extend_from_slice(&b);
+    }
+    Ok(Bytes::from(buf))
+}
+
+fn is_redirect(s: reqwest::StatusCode) -> bool {
+    matches!(s.as_u16(), 301 | 302 | 303 | 307 | 308)
+}
+
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    agent: &Agent,
+    p: Prepared,
+    body: Option<mpsc::Receiver<BodyItem>>,
+    body_len: Option<u64>,
+    timeout_secs: Option<u64>,
+    out: &mut BodyOut<'_, S>,
+) -> Result<(), Outcome> {
+    let mut body = match body {
+        None => Body::None,
+        Some(mut rx) if p.sign_form_body => Body::Buffered(buffer_form(&mut rx).await?),
+        Some(rx) => Body::Stream(rx),
+    };
+    let mut url = p.url.clone();
+    let mut method = p.method.clone();
+    let mut headers = p.headers.clone();
+    let mut hops = 0;
+    let resp = loop {
+        let form: Vec<(String, String)> = match &body {
+            Body::Buffered(b) if p.sign_form_body => url::form_urlencoded::parse(b)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut rb = p.client.request(method.clone(), url.clone());
+        for (k, v) in &headers {
+            rb = rb.header(k.as_str(), v.as_str());
+        }
+        // Signed afresh for every hop (see `sign::now`).
+        let input = SignInput { method: method.as_str(), url: &url, form: &form };
+        rb = attach(rb, &sign::now(&p.entry, &p.secret, &input)?)?;
+        let streamed = matches!(body, Body::Stream(_));
+        rb = match std::mem::replace(&mut body, Body::None) {
+            Body::None => rb,
+            Body::Stream(rx) => {
+                if let Some(n) = body_len {
+                    rb = rb.header(reqwest::header::CONTENT_LENGTH, n);
+                }
+                rb.body(stream_body(rx))
+            }
+            Body::Buffered(b) => {
+                body = Body::Buffered(b.clone());
+                rb.body(b)
+            }
+        };
+        if let Some(t) = timeout_secs {
+            rb = rb.timeout(Duration::from_secs(t));
+        }
+        let resp = rb.send().await.map_err(|e| describe(&e, &url))?;
+        agent.store.record_use(&p.entry.id, now());
+
+        let status = resp.status();
+        if !is_redirect(status) || hops >= MAX_REDIRECTS {
+            break resp;
+        }
+        let Some(next) = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| url.join(l).ok())
+        else {
+            break resp;
+        };
+        if policy::check_scope(&p.entry.name, &p.base, &next).is_err() {
+            // Out of scope: hand the redirect back, follow nothing.
+            tracing::info!(token = %p.entry.name, "not following a redirect out of the token's scope");
+            break resp;
+        }
+        // 303, and 301/302 after POST, become a GET without a body (as curl
+        // and browsers do); 307/308 repeat the request, which a streamed
+        // body cannot be.
+        let to_get = status.as_u16() == 303
+            || (matches!(status.as_u16(), 301 | 302) && method == reqwest::Method::POST);
+        if to_get {
+            method = reqwest::Method::GET;
+            body = Body::None;
+            headers.retain(|(k, _)| !k.eq_ignore_ascii_case("content-type"));
+        } else if streamed {
+            break resp;
+        }
+        hops += 1;
+        url = next;
+    };
+
+    let head = ResponseHead {
+        status: resp.status().as_u16(),
+        reason: resp.status().canonical_reason().unwrap_or("").to_string(),
+        version: format!("{:?}", resp.version()),
+        headers: resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), Chunk(v.as_bytes().to_vec())))
+            .collect(),
+        url: url.to_string(),
+    };
+    out.send(&Response::Head(head)).await.map_err(Outcome::Broken)?;
+    let mut resp = resp;
+    let mut sent: u64 = 0;
+    loop {
+        match resp.chunk().await {
+            Ok(Some(bytes)) => {
+                out.body(&bytes).await.map_err(Outcome::Broken)?;
+                sent += bytes.len() as u64;
+            }
+            Ok(None) => break,
+            Err(e) => {
+                let f = describe(&e, &url);
+                return Err(Outcome::Failed(Failure::upstream(format!(
+                    "{} (after {sent} bytes of the response body)",
+                    f.message
+                ))));
+            }
+        }
+    }
+    out.send(&Response::BodyEnd).await.map_err(Outcome::Broken)
+}

@@ -1,0 +1,29 @@
+//! `Sign`: the header lines that authenticate one request, for tools that
+//! make their own calls. Scope, expiry and the export rule are checked
+//! first: a header that contains the secret itself leaves the agent only
+//! for an exportable token.
+//!
+//! # Format
+//! `Request::Sign(SignRequest)`, answered with `Response::Signed`.
+
+use signet_proto::{Failure, Response, Secret, SignRequest};
+
+use crate::agent::{Agent, Peer, now};
+use crate::sign::{self, SignInput};
+use crate::{policy, validate};
+
+pub async fn apply(agent: &Agent, peer: Peer, r: SignRequest) -> Result<Response, Failure> {
+    validate::name(&r.name)?;
+    let e = agent.store.get(peer.uid, &r.name)?;
+    let now = now();
+    policy::check_not_expired(&e, now)?;
+    let (_, url) = policy::scoped_url(&e, &r.url)?;
+    let method = validate::method(&r.method)?;
+    policy::check_export(&e, sign::reveals_secret(e.kind, &e.params))?;
+    let secret = agent.store.secret(&e).await?;
+    let lines = sign::now(&e, &secret, &SignInput { method: &method, url: &url, form: &r.form })?;
+    agent.store.record_use(&e.id, now);
+    Ok(Response::Signed(
+        lines.into_iter().map(|h| (h.name, Secret::new(h.value.as_bytes().to_vec()))).collect(),
+    ))
+}

@@ -1,0 +1,244 @@
+//! One client connection: the only code that reads and writes frames.
+//!
+//! It knows frames, timeouts, the `Hello` handshake and body streams; it
+//! knows nothing of tokens (the commands do). What it
+//! guarantees:
+//! - a peer waits for a frame's length at most the idle timeout, and for the
+//!   rest of a frame at most the frame timeout, so a slow or idle client
+//!   costs one connection slot for a bounded time;
+//! - an oversized or garbage length prefix gets an error and a close (the
+//!   stream is out of step), a body that does not decode gets an error and
+//!   the connection carries on (it was exactly `len` bytes, so the stream is
+//!   still in step);
+//! - once shutdown begins, no new request is read.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use signet_proto::frame::{FrameError, read_body_async, read_prefix_async, write_frame_async};
+use signet_proto::{
+    Chunk, ErrorCode, Failure, MAX_CHUNK, PROTOCOL_VERSION, Request, Response, agent_version_string,
+};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader, ReadHalf, WriteHalf};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+
+/// What ended a connection, for the debug log.
+#[derive(Debug)]
+pub enum Closed {
+    Peer,
+    Idle,
+    Shutdown,
+    Error(String),
+}
+
+impl std::fmt::Display for Closed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Closed::Peer => f.write_str("closed by the client"),
+            Closed::Idle => f.write_str("idle timeout"),
+            Closed::Shutdown => f.write_str("agent shutting down"),
+            Closed::Error(e) => f.write_str(e),
+        }
+    }
+}
+
+/// One piece of a request body on its way upstream; an error tells the
+/// HTTP client to abandon the body.
+pub type BodyItem = Result<Bytes, std::io::Error>;
+
+fn protocol_failure(msg: impl Into<String>) -> Response {
+    Response::Failure(Failure::new(ErrorCode::Protocol, msg))
+}
+
+async fn write<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    timeout: Duration,
+    resp: &Response,
+) -> Result<(), Closed> {
+    match tokio::time::timeout(timeout, write_frame_async(w, resp)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Closed::Error(format!("write: {e}"))),
+        Err(_) => Err(Closed::Error("write timed out".into())),
+    }
+}
+
+/// Sends one failure frame on a connection the agent will not serve (a
+/// refused peer, a full house), bounded by `timeout`; the caller closes it.
+pub async fn refuse<W: AsyncWrite + Unpin>(stream: &mut W, f: Failure, timeout: Duration) {
+    let _ = write(stream, timeout, &Response::Failure(f)).await;
+}
+
+/// A client connection, buffered: a small frame costs one read syscall.
+pub struct Conn<S> {
+    stream: BufReader<S>,
+    frame_timeout: Duration,
+    idle_timeout: Duration,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Resolves once shutdown has begun. Returns nothing, so no borrow of the
+/// channel is held across another branch's await.
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    pub fn new(stream: S, config: &Config, shutdown: watch::Receiver<bool>) -> Self {
+        Conn {
+            stream: BufReader::with_capacity(64 * 1024, stream),
+            frame_timeout: config.frame_timeout(),
+            idle_timeout: config.idle_timeout(),
+            shutdown,
+        }
+    }
+
+    /// Sends one response frame.
+    pub async fn send(&mut self, resp: &Response) -> Result<(), Closed> {
+        write(&mut self.stream, self.frame_timeout, resp).await
+    }
+
+    /// Reads one request: waits for a length prefix at most `wait` (or until
+    /// shutdown), then for the body at most the frame timeout. The inner
+    /// `Err` is an answer to send for a frame that did not decode.
+    async fn read(&mut self, wait: Duration) -> Result<Result<Request, Response>, Closed> {
+        let len = tokio::select! {
+            r = tokio::time::timeout(wait, read_prefix_async(&mut self.stream)) => match r {
+                Err(_) => return Err(Closed::Idle),
+                Ok(Err(FrameError::Closed)) => return Err(Closed::Peer),
+                Ok(Err(e @ FrameError::TooLarge(_))) => {
+                    // The stream is out of step now: say why, then close.
+                    let _ = self.send(&protocol_failure(format!("malformed frame: {e}"))).await;
+                    return Err(Closed::Error(e.to_string()));
+                }
+                Ok(Err(e)) => return Err(Closed::Error(e.to_string())),
+                Ok(Ok(len)) => len,
+            },
+            _ = stopped(&mut self.shutdown) => return Err(Closed::Shutdown),
+        };
+        match tokio::time::timeout(
+            self.frame_timeout,
+            read_body_async::<_, Request>(&mut self.stream, len),
+        )
+        .await
+        {
+            Err(_) => Err(Closed::Error("frame body timed out".into())),
+            Ok(Ok(req)) => Ok(Ok(req)),
+            Ok(Err(FrameError::Codec(e))) => Ok(Err(protocol_failure(format!(
+                "malformed request: {e}; is the client the same version as the agent?"
+            )))),
+            Ok(Err(e)) => Err(Closed::Error(e.to_string())),
+        }
+    }
+
+    /// The `Hello` exchange, which must come first and promptly. A version
+    /// mismatch is answered with a failure that names both versions.
+    pub async fn handshake(&mut self) -> Result<(), Closed> {
+        match self.read(self.frame_timeout).await? {
+            Ok(Request::Hello { version, .. }) if version == PROTOCOL_VERSION => {
+                let hello = Response::Hello {
+                    version: PROTOCOL_VERSION,
+                    software: agent_version_string("signet-agent"),
+                };
+                self.send(&hello).await
+            }
+            Ok(Request::Hello { version, software }) => {
+                let f = Failure::new(
+                    ErrorCode::Protocol,
+                    format!(
+                        "protocol version mismatch: the client ({}) speaks version {version}, this agent ({}) speaks version {PROTOCOL_VERSION}",
+                        software.escape_debug(),
+                        agent_version_string("signet-agent")
+                    ),
+                )
+                .with_hint("use a signet client of the same release as the agent, or restart the agent");
+                self.send(&Response::Failure(f)).await?;
+                Err(Closed::Error(format!("version mismatch ({version})")))
+            }
+            Ok(_) => {
+                self.send(&protocol_failure("expected Hello as the first message")).await?;
+                Err(Closed::Error("no Hello".into()))
+            }
+            Err(resp) => {
+                self.send(&resp).await?;
+                Err(Closed::Error("malformed Hello".into()))
+            }
+        }
+    }
+
+    /// The next request, waiting at most the idle timeout for it to start.
+    pub async fn next_request(&mut self) -> Result<Result<Request, Response>, Closed> {
+        self.read(self.idle_timeout).await
+    }
+
+    /// The two directions of a streamed exchange, usable at once: the
+    /// request body comes in while the response goes out.
+    pub fn streams(&mut self) -> (BodyIn<'_, S>, BodyOut<'_, S>) {
+        let (rd, wr) = tokio::io::split(&mut self.stream);
+        (BodyIn { rd, idle: self.idle_timeout }, BodyOut { wr, timeout: self.frame_timeout })
+    }
+}
+
+/// The reading half of a streamed exchange.
+pub struct BodyIn<'a, S> {
+    rd: ReadHalf<&'a mut BufReader<S>>,
+    idle: Duration,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> BodyIn<'_, S> {
+    /// Reads the client's body frames until `BodyEnd`, feeding them to `tx`.
+    /// It keeps reading after the receiver has gone (the upstream side
+    /// stopped listening), so the client is never left blocked on a write
+    /// and the connection stays in step.
+    pub async fn forward(&mut self, tx: mpsc::Sender<BodyItem>) -> Result<(), Closed> {
+        loop {
+            let frame = tokio::time::timeout(self.idle, async {
+                let len = read_prefix_async(&mut self.rd).await?;
+                read_body_async::<_, Request>(&mut self.rd, len).await
+            })
+            .await;
+            let frame = match frame {
+                Err(_) => return Err(Closed::Error("request body timed out".into())),
+                Ok(Err(e)) => {
+                    let _ = tx.send(Err(std::io::Error::other("client stopped sending"))).await;
+                    return Err(Closed::Error(format!("reading the request body: {e}")));
+                }
+                Ok(Ok(f)) => f,
+            };
+            match frame {
+                Request::BodyChunk(Chunk(bytes)) => {
+                    // A closed receiver means the upstream exchange is over; drain.
+                    let _ = tx.send(Ok(Bytes::from(bytes))).await;
+                }
+                Request::BodyEnd => return Ok(()),
+                _ => {
+                    let _ = tx.send(Err(std::io::Error::other("malformed body"))).await;
+                    return Err(Closed::Error(
+                        "expected a body chunk or the end of the body".into(),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// The writing half of a streamed exchange.
+pub struct BodyOut<'a, S> {
+    wr: WriteHalf<&'a mut BufReader<S>>,
+    timeout: Duration,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> BodyOut<'_, S> {
+    pub async fn send(&mut self, resp: &Response) -> Result<(), Closed> {
+        write(&mut self.wr, self.timeout, resp).await
+    }
+
+    /// Sends `bytes` as body chunk frames of at most [`MAX_CHUNK`] bytes.
+    pub async fn body(&mut self, bytes: &[u8]) -> Result<(), Closed> {
+        for piece in bytes.chunks(MAX_CHUNK) {
+            self.send(&Response::BodyChunk(Chunk(piece.to_vec()))).await?;
+        }
+        Ok(())
+    }
+}

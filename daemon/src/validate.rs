@@ -1,0 +1,296 @@
+//! Validation of what a client asks the agent to store or send: token
+//! names, new tokens (URL, secret shape, kind-specific settings), expiry
+//! times, HTTP methods and extra headers.
+//!
+//! Every rule the client checks before it sends is checked here again: the
+//! agent trusts nothing that arrives on its socket. Pure functions, so each
+//! rule is unit-tested on its own. Whether an existing token may be *used*
+//! is a different question, answered by the `policy` module.
+
+use signet_proto::secret::{self, ShapeError};
+use signet_proto::token::{UrlError, is_header_name, normalize_base_url, validate_name};
+use signet_proto::{Failure, Secret, SignatureMethod, TokenKind, TokenParams};
+
+/// Comments are shown in listings: bounded, one line.
+pub const MAX_COMMENT: usize = 256;
+/// A CA bundle is kept in the index; anything bigger is not a CA bundle.
+pub const MAX_CACERT: usize = 256 * 1024;
+
+fn usage(msg: impl Into<String>) -> Failure {
+    Failure::usage(msg)
+}
+
+/// A token name as the agent accepts it.
+pub fn name(name: &str) -> Result<(), Failure> {
+    validate_name(name).map_err(|e| usage(e.to_string()))
+}
+
+fn one_line(what: &str, v: &str, max: usize) -> Result<(), Failure> {
+    if v.is_empty() || v.len() > max || v.chars().any(char::is_control) {
+        return Err(usage(format!(
+            "invalid {what}: it must be 1 to {max} bytes on one line, without control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn shape_failure(e: ShapeError) -> Failure {
+    usage(e.to_string())
+}
+
+fn url_failure(e: UrlError) -> Failure {
+    usage(e.to_string())
+}
+
+/// Checks a new token's URL, secret and kind-specific settings, and returns
+/// the normalised base URL and the settings as they will be stored. For a
+/// `maas` token the consumer and token keys are taken from the key: they
+/// name the token (as `maas tokens` lists it) without authenticating it.
+pub fn new_token(
+    kind: TokenKind,
+    url: &str,
+    secret: &Secret,
+    params: &TokenParams,
+    comment: Option<&str>,
+) -> Result<(String, TokenParams), Failure> {
+    let url = normalize_base_url(url).map_err(url_failure)?;
+    secret::validate(kind, secret).map_err(shape_failure)?;
+    if let Some(c) = comment {
+        one_line("comment", c, MAX_COMMENT)?;
+    }
+    let mut p = params.clone();
+    let only = |what: &str, set: bool, kinds: &str| -> Result<(), Failure> {
+        if set {
+            Err(usage(format!("{what} applies only to {kinds} tokens, not to {kind}")))
+        } else {
+            Ok(())
+        }
+    };
+    only("--username", p.username.is_some() && kind != TokenKind::Basic, "basic")?;
+    only("--header-name", p.header_name.is_some() && kind != TokenKind::Header, "header")?;
+    only(
+        "--consumer-key/--token-key",
+        (p.consumer_key.is_some() || p.token_key.is_some()) && kind != TokenKind::Oauth1,
+        "oauth1",
+    )?;
+    only(
+        "--signature",
+        p.signature.is_some() && !matches!(kind, TokenKind::Maas | TokenKind::Oauth1),
+        "maas and oauth1",
+    )?;
+    only("--tenant", p.tenant.is_some() && kind != TokenKind::ApiToken, "api-token")?;
+
+    match kind {
+        TokenKind::Basic => {
+            let u = p.username.as_deref().ok_or_else(|| usage("a basic token needs --username"))?;
+            one_line("username", u, 256)?;
+            if u.contains(':') {
+                return Err(usage("invalid username: it cannot contain `:` (RFC 7617)"));
+            }
+        }
+        TokenKind::Header => {
+            let h = p
+                .header_name
+                .as_deref()
+                .ok_or_else(|| usage("a header token needs --header-name"))?;
+            if !is_header_name(h) || h.len() > 128 {
+                return Err(usage(format!(
+                    "invalid header name `{}`: expected an HTTP field name such as X-Api-Key",
+                    h.escape_debug()
+                )));
+            }
+        }
+        TokenKind::Oauth1 => {
+            let ck = p
+                .consumer_key
+                .as_deref()
+                .ok_or_else(|| usage("an oauth1 token needs --consumer-key and --token-key"))?;
+            let tk = p
+                .token_key
+                .as_deref()
+                .ok_or_else(|| usage("an oauth1 token needs --consumer-key and --token-key"))?;
+            one_line("consumer key", ck, 512)?;
+            one_line("token key", tk, 512)?;
+        }
+        TokenKind::Maas => {
+            if p.signature == Some(SignatureMethod::HmacSha256) {
+                return Err(usage(
+                    "MAAS accepts PLAINTEXT and HMAC-SHA1 only: use --signature plaintext or hmac-sha1",
+                ));
+            }
+            let key = secret::parse_maas(secret).map_err(shape_failure)?;
+            p.consumer_key = Some(key.consumer_key.to_string());
+            p.token_key = Some(key.token_key.to_string());
+        }
+        TokenKind::ApiToken => {
+            if let Some(t) = p.tenant.as_deref() {
+                one_line("tenant", t, 256)?;
+            }
+        }
+        TokenKind::Bearer => {}
+    }
+    if p.signature.is_none() {
+        p.signature = SignatureMethod::default_for(kind);
+    }
+    if p.tls.insecure && p.tls.cacert_pem.is_some() {
+        return Err(usage("--insecure and --cacert exclude each other"));
+    }
+    if let Some(pem) = p.tls.cacert_pem.as_deref()
+        && (pem.len() > MAX_CACERT || !pem.contains("-----BEGIN CERTIFICATE-----"))
+    {
+        return Err(usage(format!(
+            "invalid --cacert: expected PEM certificates (-----BEGIN CERTIFICATE-----), at most {MAX_CACERT} bytes"
+        )));
+    }
+    Ok((url.to_string(), p))
+}
+
+/// An expiry instant for a token created at `created`: it must lie ahead.
+pub fn expiry_ahead(expires: Option<i64>, created: i64) -> Result<Option<i64>, Failure> {
+    match expires {
+        Some(t) if t <= created => Err(usage(format!(
+            "expiry {} is not in the future",
+            signet_proto::expiry::format_time(t)
+        ))),
+        other => Ok(other),
+    }
+}
+
+/// An HTTP method: an RFC 9110 token, upper-cased as curl sends it.
+pub fn method(m: &str) -> Result<String, Failure> {
+    if m.is_empty() || m.len() > 32 || !is_header_name(m) {
+        return Err(usage(format!("invalid HTTP method `{}`", m.escape_debug())));
+    }
+    Ok(m.to_ascii_uppercase())
+}
+
+/// Headers the caller may not set: the agent owns authentication, and
+/// framing headers are the HTTP client's business.
+pub const RESERVED_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+];
+
+/// Checks `-H` headers: valid names, one-line values, nothing reserved.
+pub fn headers(headers: &[(String, String)]) -> Result<(), Failure> {
+    for (k, v) in headers {
+        if !is_header_name(k) || k.len() > 256 {
+            return Err(usage(format!("invalid header name `{}`", k.escape_debug())));
+        }
+        if RESERVED_HEADERS.contains(&k.to_ascii_lowercase().as_str()) {
+            return Err(usage(format!("header {k} is set by the agent and cannot be given")));
+        }
+        if v.len() > 8192 || v.chars().any(|c| c.is_control() && c != '\t') {
+            return Err(usage(format!("invalid value for header {k}: one line, at most 8 KiB")));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &str) -> Secret {
+        Secret::from_str_value(v)
+    }
+
+    #[test]
+    fn methods_and_headers() {
+        assert_eq!(method("post").unwrap(), "POST");
+        assert!(method("GE T").is_err());
+        assert!(method("").is_err());
+        let h = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        assert!(headers(&h("Accept", "application/json")).is_ok());
+        assert!(headers(&h("authorization", "Bearer x")).is_err());
+        assert!(headers(&h("X-A", "a\r\nInjected: 1")).is_err());
+        assert!(headers(&h("Bad Name", "v")).is_err());
+    }
+
+    #[test]
+    fn malformed_new_tokens_are_usage_errors() {
+        let p = TokenParams::default();
+        let cases: Vec<(TokenKind, &str, &str, TokenParams)> = vec![
+            (TokenKind::Maas, "http://h/MAAS/", ":tk:ts", p.clone()),
+            (TokenKind::Maas, "ftp://h/", "ck:tk:ts", p.clone()),
+            (TokenKind::Basic, "https://h/", "pw", p.clone()),
+            (
+                TokenKind::Basic,
+                "https://h/",
+                "pw",
+                TokenParams { username: Some("a:b".into()), ..p.clone() },
+            ),
+            (TokenKind::Header, "https://h/", "v", p.clone()),
+            (
+                TokenKind::Header,
+                "https://h/",
+                "v",
+                TokenParams { header_name: Some("Bad Name".into()), ..p.clone() },
+            ),
+            (TokenKind::Oauth1, "https://h/", "cs\nts", p.clone()),
+            (
+                TokenKind::Bearer,
+                "https://h/",
+                "t",
+                TokenParams { username: Some("u".into()), ..p.clone() },
+            ),
+            (
+                TokenKind::Maas,
+                "http://h/",
+                "a:b:c",
+                TokenParams { signature: Some(SignatureMethod::HmacSha256), ..p.clone() },
+            ),
+            (
+                TokenKind::Bearer,
+                "https://h/",
+                "t",
+                TokenParams {
+                    tls: signet_proto::TlsOptions {
+                        insecure: true,
+                        cacert_pem: Some("-----BEGIN CERTIFICATE-----".into()),
+                    },
+                    ..p.clone()
+                },
+            ),
+        ];
+        for (kind, url, sec, params) in cases {
+            let f = new_token(kind, url, &s(sec), &params, None).unwrap_err();
+            assert_eq!(
+                f.code,
+                signet_proto::ErrorCode::Usage,
+                "{kind} {url} {params:?}: {}",
+                f.message
+            );
+            assert!(!f.message.contains(sec) || sec.len() < 3, "{}", f.message);
+        }
+        let f = new_token(TokenKind::Bearer, "https://h/", &s("t"), &p, Some("a\nb")).unwrap_err();
+        assert!(f.message.contains("comment"));
+    }
+
+    #[test]
+    fn maas_keys_are_recorded_and_defaults_filled() {
+        let (url, p) = new_token(
+            TokenKind::Maas,
+            "HTTP://Maas.Example:5240/MAAS",
+            &s("ck:tk:ts"),
+            &TokenParams::default(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(url, "http://maas.example:5240/MAAS/");
+        assert_eq!(p.consumer_key.as_deref(), Some("ck"));
+        assert_eq!(p.token_key.as_deref(), Some("tk"));
+        assert_eq!(p.signature, Some(SignatureMethod::Plaintext));
+    }
+    #[test]
+    fn expiry_must_lie_ahead() {
+        assert_eq!(expiry_ahead(None, 10).unwrap(), None);
+        assert_eq!(expiry_ahead(Some(11), 10).unwrap(), Some(11));
+        let f = expiry_ahead(Some(10), 10).unwrap_err();
+        assert!(f.message.contains("not in the future"), "{}", f.message);
+    }
+}
