@@ -27,6 +27,10 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     /// Waiting this long for the keyring to answer is a store failure.
     pub keyring_timeout_secs: u64,
+    /// An upstream server that sends nothing for this long, while the agent
+    /// waits for its answer or the next piece of its body, is given up on
+    /// (exit 7). `signet request --timeout` bounds a whole request instead.
+    pub upstream_idle_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -38,6 +42,7 @@ impl Default for Config {
             frame_timeout_secs: 10,
             shutdown_grace_secs: 5,
             keyring_timeout_secs: 30,
+            upstream_idle_timeout_secs: 120,
         }
     }
 }
@@ -54,6 +59,9 @@ impl Config {
     }
     pub fn keyring_timeout(&self) -> Duration {
         Duration::from_secs(self.keyring_timeout_secs)
+    }
+    pub fn upstream_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.upstream_idle_timeout_secs)
     }
 
     /// The default location of the config file.
@@ -73,11 +81,20 @@ impl Config {
         };
         let cfg: Config = toml::from_str(&text)
             .map_err(|err| ConfigError::Parse { path: path.to_path_buf(), err })?;
+        let invalid = |what| Err(ConfigError::Invalid { path: path.to_path_buf(), what });
         if cfg.max_connections == 0 {
-            return Err(ConfigError::Invalid {
-                path: path.to_path_buf(),
-                what: "max_connections must be at least 1",
-            });
+            return invalid("max_connections must be at least 1");
+        }
+        // A zero timeout would make every call of its kind fail at once.
+        for (value, what) in [
+            (cfg.idle_timeout_secs, "idle_timeout_secs must be at least 1"),
+            (cfg.frame_timeout_secs, "frame_timeout_secs must be at least 1"),
+            (cfg.keyring_timeout_secs, "keyring_timeout_secs must be at least 1"),
+            (cfg.upstream_idle_timeout_secs, "upstream_idle_timeout_secs must be at least 1"),
+        ] {
+            if value == 0 {
+                return invalid(what);
+            }
         }
         Ok(cfg)
     }
@@ -103,9 +120,16 @@ mod tests {
     fn unknown_keys_and_bad_values_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
-        for bad in
-            ["max_token_per_owner = 3", "max_tokens_per_owner = -1", "max_connections = 0", "x"]
-        {
+        for bad in [
+            "max_token_per_owner = 3",
+            "max_tokens_per_owner = -1",
+            "max_connections = 0",
+            "keyring_timeout_secs = 0",
+            "frame_timeout_secs = 0",
+            "idle_timeout_secs = 0",
+            "upstream_idle_timeout_secs = 0",
+            "x",
+        ] {
             std::fs::write(&p, bad).unwrap();
             let err = Config::load(&p, true).unwrap_err().to_string();
             assert!(err.contains("c.toml"), "{bad}: {err}");

@@ -19,7 +19,7 @@ use signet_proto::frame::{FrameError, read_body_async, read_prefix_async, write_
 use signet_proto::{
     Chunk, ErrorCode, Failure, MAX_CHUNK, PROTOCOL_VERSION, Request, Response, agent_version_string,
 };
-use tokio::io::{AsyncRead, AsyncWrite, BufReader, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, BufReader, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
@@ -219,6 +219,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> BodyIn<'_, S> {
                     ));
                 }
             }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> BodyIn<'_, S> {
+    /// Waits until the client goes away while its response is on the way,
+    /// so that the caller can abandon the upstream call instead of holding
+    /// a connection slot for a client that no longer listens. A client
+    /// sends nothing while it waits for a response, so any byte is a
+    /// protocol error.
+    pub async fn until_closed(&mut self) -> Closed {
+        let mut byte = [0u8; 1];
+        match self.rd.read(&mut byte).await {
+            Ok(0) => Closed::Peer,
+            Ok(_) => Closed::Error("the client sent data while its response was on the way".into()),
+            Err(e) => Closed::Error(format!("read: {e}")),
         }
     }
 }

@@ -22,16 +22,21 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// HTTP clients, one per token (its TLS settings), kept so that connections
 /// to the same server are reused across requests.
-#[derive(Default)]
 pub struct Http {
     clients: Mutex<HashMap<String, reqwest::Client>>,
+    /// How long an upstream may stay silent before it is given up on.
+    idle: Duration,
 }
 
 impl Http {
+    pub fn new(idle: Duration) -> Self {
+        Http { clients: Mutex::default(), idle }
+    }
+
     /// A client for TLS settings that belong to no stored token yet (a
     /// login being verified): not cached.
     pub fn uncached(&self, tls: &TlsOptions) -> Result<reqwest::Client, Failure> {
-        build_client(tls)
+        build_client(tls, self.idle)
     }
 
     pub fn client(&self, e: &Entry) -> Result<reqwest::Client, Failure> {
@@ -40,7 +45,7 @@ impl Http {
         if let Some(c) = clients.get(&e.id) {
             return Ok(c.clone());
         }
-        let c = build_client(&e.params.tls)?;
+        let c = build_client(&e.params.tls, self.idle)?;
         clients.insert(e.id.clone(), c.clone());
         Ok(c)
     }
@@ -53,7 +58,19 @@ impl Http {
     }
 }
 
-fn build_client(tls: &TlsOptions) -> Result<reqwest::Client, Failure> {
+/// Proves that TLS settings make a working client, before a token that
+/// carries them is stored: a CA bundle that looks like PEM but holds no
+/// certificate must be refused at add, not at every later use.
+pub fn check_tls(tls: &TlsOptions) -> Result<(), Failure> {
+    if tls.cacert_pem.is_none() {
+        return Ok(());
+    }
+    build_client(tls, CONNECT_TIMEOUT)
+        .map(drop)
+        .map_err(|f| Failure::usage(format!("invalid --cacert: {}", f.message)))
+}
+
+fn build_client(tls: &TlsOptions, idle: Duration) -> Result<reqwest::Client, Failure> {
     let mut b = reqwest::Client::builder()
         .use_rustls_tls()
         // Redirects are ours to follow: each hop is scope-checked and re-signed.
@@ -62,6 +79,8 @@ fn build_client(tls: &TlsOptions) -> Result<reqwest::Client, Failure> {
         // variable in the agent's environment says.
         .no_proxy()
         .connect_timeout(CONNECT_TIMEOUT)
+        // A silent upstream must not hold a connection slot for ever.
+        .read_timeout(idle)
         .user_agent(concat!("signet/", env!("CARGO_PKG_VERSION")));
     if tls.insecure {
         b = b.danger_accept_invalid_certs(true);

@@ -116,6 +116,34 @@ enum StartError {
     BadPid(String),
     #[error("cannot kill agent pid {pid}: {err}")]
     Kill { pid: i32, err: nix::Error },
+    #[error("not killing pid {pid}: {why}; SIGNET_AGENT_PID may be stale")]
+    NotOurAgent { pid: i32, why: String },
+}
+
+/// Checks that `pid` is a signet-agent of this user before it is sent a
+/// signal: SIGNET_AGENT_PID may be stale, and the pid reused by anything.
+/// The agent is not dumpable, so its `/proc/PID/exe` is closed to its own
+/// user; its name and real uid are readable.
+fn check_our_agent(pid: i32) -> Result<(), StartError> {
+    let not = |why: String| StartError::NotOurAgent { pid, why };
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map_err(|_| not("there is no such process".into()))?;
+    let name = comm.trim_end();
+    if name != "signet-agent" {
+        return Err(not(format!("it is `{}`, not signet-agent", name.escape_debug())));
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| not(format!("cannot read its status ({e})")))?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u32>().ok());
+    let me = nix::unistd::getuid().as_raw();
+    if uid != Some(me) {
+        return Err(not(format!("it does not run as this user (uid {me})")));
+    }
+    Ok(())
 }
 
 fn kill_agent(csh: bool) -> Result<(), StartError> {
@@ -126,6 +154,7 @@ fn kill_agent(csh: bool) -> Result<(), StartError> {
         .ok()
         .filter(|p| *p > 1)
         .ok_or_else(|| StartError::BadPid(raw.escape_debug().to_string()))?;
+    check_our_agent(pid)?;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM)
         .map_err(|err| StartError::Kill { pid, err })?;
     if csh {
@@ -319,11 +348,11 @@ fn serve(
             tokio::net::UnixListener::from_std(bound.listener.try_clone().map_err(listen)?)
                 .map_err(listen)?;
         let agent = Arc::new(Agent {
+            http: signet_agent::http::Http::new(config.upstream_idle_timeout()),
             store,
             config,
             started,
             socket: socket_path,
-            http: Default::default(),
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 

@@ -49,13 +49,14 @@ pub enum DirError {
     #[error("{} is not a directory (a symbolic link or a file is refused)", path.display())]
     NotADirectory { path: PathBuf },
     #[error(
-        "refusing to use {}: it is owned by uid {owner}, not by this user (uid {me}); remove it or choose another path",
+        "refusing to use {}: it is owned by uid {owner}, not by this user (uid {me}); choose a directory of your own",
         path.display()
     )]
     NotOurs { path: PathBuf, owner: u32, me: u32 },
     #[error(
-        "refusing to use {}: its mode is {mode:03o}, open to group or others; `chmod 700 {}` or remove it",
+        "refusing to use {}: its mode is {mode:03o}, open to group or others, who could reach what the agent keeps there; name a path in a private subdirectory (the agent creates missing directories 0700, e.g. {}), or `chmod 700 {}` if nothing else needs it open",
         path.display(),
+        path.join("signet").display(),
         path.display()
     )]
     Open { path: PathBuf, mode: u32 },
@@ -116,6 +117,9 @@ mod tests {
         fs::set_permissions(&d, fs::Permissions::from_mode(0o750)).unwrap();
         let err = ensure_private_dir(&d).unwrap_err().to_string();
         assert!(err.contains("750") && err.contains("chmod 700"), "{err}");
+        assert!(err.contains("open/signet"), "{err}");
+        // Never advise removing a directory the agent did not create.
+        assert!(!err.contains("remove"), "{err}");
 
         let target = t.path().join("real");
         fs::create_dir(&target).unwrap();

@@ -6,8 +6,7 @@
 //! unit-tested on its own. Commands call these before they touch a secret.
 //! Whether new input is well formed is the `validate` module's question.
 
-use percent_encoding::percent_decode_str;
-use signet_proto::{ErrorCode, Failure};
+use signet_proto::{ErrorCode, Failure, TokenKind};
 
 use crate::entry::Entry;
 
@@ -19,7 +18,11 @@ pub fn check_not_expired(e: &Entry, now: i64) -> Result<(), Failure> {
             e.name,
             signet_proto::expiry::format_time(t)
         ))
-        .with_hint("add a new token, or rotate this one")),
+        .with_hint(if matches!(e.kind, TokenKind::Maas | TokenKind::ApiToken) {
+            format!("`signet rotate {}` mints a fresh one, or add a new token", e.name)
+        } else {
+            "add a new token with a fresh secret".to_string()
+        })),
         _ => Ok(()),
     }
 }
@@ -31,6 +34,8 @@ pub fn resolve_url(base: &url::Url, target: &str) -> Result<url::Url, Failure> {
     if t.is_empty() {
         return Err(Failure::usage("no URL given"));
     }
+    signet_proto::token::check_url_text(t)
+        .map_err(|e| Failure::usage(format!("invalid URL `{}`: {}", t.escape_debug(), e.0)))?;
     let absolute = t.split_once("://").is_some_and(|(scheme, _)| {
         !scheme.is_empty()
             && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
@@ -54,12 +59,30 @@ fn out_of_scope(name: &str, base: &url::Url, why: String) -> Failure {
     )
 }
 
-/// Whether the percent-decoded path has a `.` or `..` segment that the URL
-/// parser left alone because it was encoded (`%2e%2e%2f`): a server that
-/// decodes before resolving would step out of the base path.
+/// Whether the path has a `.` or `..` segment that the URL parser left
+/// alone because it was hidden: percent-encoded once or more (`%2e%2e`,
+/// `%252e%252e`: a server or proxy that decodes before resolving steps out
+/// of the base path), or followed by a `;` parameter (`..;/`, which Tomcat
+/// and Spring resolve as `..`).
 fn has_hidden_dot_segment(path: &str) -> bool {
-    let decoded: Vec<u8> = percent_decode_str(path).collect();
-    decoded.split(|&c| c == b'/' || c == b'\\').any(|seg| seg == b"." || seg == b"..")
+    let mut layer: Vec<u8> = path.as_bytes().to_vec();
+    // Each round peels one layer of encoding; a path that still changes
+    // after a few is refused anyway below.
+    for _ in 0..4 {
+        let dotted = layer.split(|&c| c == b'/' || c == b'\\').any(|seg| {
+            let seg = seg.split(|&c| c == b';').next().unwrap_or(seg);
+            seg == b"." || seg == b".."
+        });
+        if dotted {
+            return true;
+        }
+        let next: Vec<u8> = percent_encoding::percent_decode(&layer).collect();
+        if next == layer {
+            return false;
+        }
+        layer = next;
+    }
+    true
 }
 
 /// A token is used only for URLs under its base URL: same scheme
@@ -155,7 +178,7 @@ pub fn check_own(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use signet_proto::{TokenKind, TokenParams};
+    use signet_proto::TokenParams;
 
     fn u(s: &str) -> url::Url {
         url::Url::parse(s).unwrap()
@@ -180,6 +203,11 @@ mod tests {
             "https://maas.example:5240/MAAS/..%2f..%2fadmin",
             "https://maas.example:5240/MAAS/%2e%2e/admin",
             "https://maas.example:5240/MAAS/a/%2E%2E/%2E%2E/x",
+            "https://maas.example:5240/MAAS/..;/admin",
+            "https://maas.example:5240/MAAS/a/..;x=1/..;/b",
+            "https://maas.example:5240/MAAS/%252e%252e/admin",
+            "https://maas.example:5240/MAAS/%25252e%25252e/admin",
+            "https://maas.example:5240/MAAS/.%252e/admin",
             "https://user@maas.example:5240/MAAS/",
             "https://maas.example.evil.com:5240/MAAS/",
             "https://maas.example:5240@evil.com/MAAS/",
@@ -215,6 +243,13 @@ mod tests {
             assert!(check_scope("m", &base, &r).is_err(), "{escape} -> {r}");
         }
         assert_eq!(resolve_url(&base, "").unwrap_err().code, ErrorCode::Usage);
+        for confusing in ["http://maas.example:5240\\@evil:2/MAAS/", "api/a b", "api/\u{e9}"] {
+            assert_eq!(
+                resolve_url(&base, confusing).unwrap_err().code,
+                ErrorCode::Usage,
+                "{confusing}"
+            );
+        }
         assert_eq!(resolve_url(&base, "ftp://maas.example/").unwrap_err().code, ErrorCode::Usage);
     }
 

@@ -5,8 +5,9 @@
 //! - the socket is never reachable by another user: its directory is 0700
 //!   and ours, and it is bound under umask 0177 so it is 0600 from birth
 //!   (a chmod after bind would leave a window);
-//! - every connection's peer is checked with SO_PEERCRED: only our uid and
-//!   root are served; anyone else gets one error frame and is closed;
+//! - every connection's peer is checked with SO_PEERCRED: only our own uid
+//!   is served, root included in the refusal (docs/security.md); anyone
+//!   else gets one error frame and is closed;
 //! - at most `max_connections` connections are served at once; one more is
 //!   told so and closed;
 //! - at shutdown, no new connection is accepted, requests in flight get a
@@ -133,18 +134,23 @@ pub async fn serve(listener: UnixListener, agent: Arc<Agent>, mut shutdown: watc
         };
         let peer = Peer { uid: cred.uid(), pid: cred.pid().unwrap_or(0) };
         let timeout = agent.config.frame_timeout();
-        if peer.uid != me && peer.uid != 0 {
+        if !peer_allowed(me, peer.uid) {
             // Unreachable through a 0700 directory unless someone passed the
-            // socket on or holds CAP_DAC_OVERRIDE: refuse by identity anyway.
+            // socket on or holds CAP_DAC_OVERRIDE (root): refuse by identity.
             tracing::warn!(
                 uid = peer.uid,
                 pid = peer.pid,
                 "refused a connection from another user"
             );
-            let f = Failure::new(
+            let mut f = Failure::new(
                 ErrorCode::Policy,
                 format!("permission denied: this agent serves uid {me} only, not uid {}", peer.uid),
             );
+            if peer.uid == 0 {
+                f = f.with_hint(
+                    "root cannot use another user's agent: what it added would land in that user's keyring; run signet as that user, or start an agent of root's own",
+                );
+            }
             tokio::spawn(async move { conn::refuse(&mut stream, f, timeout).await });
             continue;
         }
@@ -173,6 +179,13 @@ pub async fn serve(listener: UnixListener, agent: Arc<Agent>, mut shutdown: watc
     }
 }
 
+/// Whether a peer of `uid` may use an agent running as `me`: only the same
+/// uid. Root is refused too: tokens it added would land in this user's
+/// keyring, readable by the user, and its uses would be the user's.
+fn peer_allowed(me: u32, uid: u32) -> bool {
+    uid == me
+}
+
 /// Serves one connection: the handshake, then requests until the client
 /// leaves, idles out, breaks the framing or the agent shuts down.
 async fn connection(
@@ -194,5 +207,19 @@ async fn connection(
     .await;
     if let Err(why) = result {
         tracing::debug!(uid = peer.uid, pid = peer.pid, reason = %why, "connection closed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::peer_allowed;
+
+    #[test]
+    fn only_the_agents_own_uid_is_served_root_included() {
+        assert!(peer_allowed(1000, 1000));
+        assert!(!peer_allowed(1000, 0));
+        assert!(!peer_allowed(1000, 1001));
+        assert!(peer_allowed(0, 0));
+        assert!(!peer_allowed(0, 1000));
     }
 }

@@ -7,6 +7,7 @@
 //! rule is unit-tested on its own. Whether an existing token may be *used*
 //! is a different question, answered by the `policy` module.
 
+use signet_proto::expiry::MAX_EXPIRY;
 use signet_proto::secret::{self, ShapeError};
 use signet_proto::token::{UrlError, is_header_name, normalize_base_url, validate_name};
 use signet_proto::{Failure, Secret, SignatureMethod, TokenKind, TokenParams};
@@ -25,10 +26,17 @@ pub fn name(name: &str) -> Result<(), Failure> {
     validate_name(name).map_err(|e| usage(e.to_string()))
 }
 
+/// Characters that reorder the text around them on a terminal: a comment
+/// holding one could make `signet list` show a name or URL that is not
+/// there.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 fn one_line(what: &str, v: &str, max: usize) -> Result<(), Failure> {
-    if v.is_empty() || v.len() > max || v.chars().any(char::is_control) {
+    if v.is_empty() || v.len() > max || v.chars().any(|c| c.is_control() || is_bidi_control(c)) {
         return Err(usage(format!(
-            "invalid {what}: it must be 1 to {max} bytes on one line, without control characters"
+            "invalid {what}: it must be 1 to {max} bytes on one line, without control or bidirectional formatting characters"
         )));
     }
     Ok(())
@@ -99,6 +107,11 @@ pub fn new_token(
                     h.escape_debug()
                 )));
             }
+            if FRAMING_HEADERS.contains(&h.to_ascii_lowercase().as_str()) {
+                return Err(usage(format!(
+                    "invalid header name `{h}`: it frames the HTTP message, which is the HTTP client's business"
+                )));
+            }
         }
         TokenKind::Oauth1 => {
             let ck = p
@@ -145,27 +158,59 @@ pub fn new_token(
     Ok((url.to_string(), p))
 }
 
-/// An expiry instant for a token created at `created`: it must lie ahead.
+/// An expiry instant for a token created at `created`: it must lie ahead,
+/// and no later than RFC 3339 can write.
 pub fn expiry_ahead(expires: Option<i64>, created: i64) -> Result<Option<i64>, Failure> {
     match expires {
         Some(t) if t <= created => Err(usage(format!(
             "expiry {} is not in the future",
             signet_proto::expiry::format_time(t)
         ))),
+        Some(t) if t > MAX_EXPIRY => {
+            Err(usage("invalid expiry: it lies beyond 9999-12-31T23:59:59Z"))
+        }
         other => Ok(other),
     }
 }
+
+/// Methods refused whatever the token: TRACE and TRACK echo the request,
+/// signed headers included, back in the response body (a non-exportable
+/// secret would leave that way), and CONNECT asks for a tunnel, not a
+/// request.
+const REFUSED_METHODS: &[&str] = &["TRACE", "TRACK", "CONNECT"];
 
 /// An HTTP method: an RFC 9110 token, upper-cased as curl sends it.
 pub fn method(m: &str) -> Result<String, Failure> {
     if m.is_empty() || m.len() > 32 || !is_header_name(m) {
         return Err(usage(format!("invalid HTTP method `{}`", m.escape_debug())));
     }
-    Ok(m.to_ascii_uppercase())
+    let m = m.to_ascii_uppercase();
+    if REFUSED_METHODS.contains(&m.as_str()) {
+        return Err(usage(format!(
+            "method {m} is refused: it would echo the signed request back, or open a tunnel"
+        )));
+    }
+    Ok(m)
 }
 
-/// Headers the caller may not set: the agent owns authentication, and
-/// framing headers are the HTTP client's business.
+/// Headers that frame the HTTP message or the connection: the HTTP
+/// client sets them, and a value from elsewhere could split or smuggle a
+/// request. Neither `-H` nor a `header` token may name one.
+pub const FRAMING_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Headers the caller may not set with `-H`: the agent owns authentication,
+/// and the framing headers are the HTTP client's business. (A `header` token
+/// may be named `Authorization`, for schemes other than Bearer and Basic.)
 pub const RESERVED_HEADERS: &[&str] = &[
     "authorization",
     "proxy-authorization",
@@ -173,6 +218,11 @@ pub const RESERVED_HEADERS: &[&str] = &[
     "content-length",
     "transfer-encoding",
     "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
 ];
 
 /// Checks `-H` headers: valid names, one-line values, nothing reserved.
@@ -204,11 +254,18 @@ mod tests {
         assert_eq!(method("post").unwrap(), "POST");
         assert!(method("GE T").is_err());
         assert!(method("").is_err());
+        for refused in ["TRACE", "trace", "Track", "CONNECT"] {
+            assert!(method(refused).unwrap_err().message.contains("refused"), "{refused}");
+        }
         let h = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
         assert!(headers(&h("Accept", "application/json")).is_ok());
         assert!(headers(&h("authorization", "Bearer x")).is_err());
         assert!(headers(&h("X-A", "a\r\nInjected: 1")).is_err());
         assert!(headers(&h("Bad Name", "v")).is_err());
+        for framing in FRAMING_HEADERS {
+            assert!(headers(&h(framing, "v")).is_err(), "{framing}");
+            assert!(RESERVED_HEADERS.contains(framing), "{framing}");
+        }
     }
 
     #[test]
@@ -292,5 +349,32 @@ mod tests {
         assert_eq!(expiry_ahead(Some(11), 10).unwrap(), Some(11));
         let f = expiry_ahead(Some(10), 10).unwrap_err();
         assert!(f.message.contains("not in the future"), "{}", f.message);
+        assert!(expiry_ahead(Some(MAX_EXPIRY), 10).is_ok());
+        assert!(expiry_ahead(Some(MAX_EXPIRY + 1), 10).unwrap_err().message.contains("9999"));
+    }
+
+    #[test]
+    fn header_tokens_cannot_name_framing_headers_and_comments_cannot_reorder_text() {
+        let p = |h: &str| TokenParams { header_name: Some(h.into()), ..TokenParams::default() };
+        for framing in ["Host", "content-length", "Transfer-Encoding", "Connection", "Upgrade"] {
+            let f =
+                new_token(TokenKind::Header, "https://h/", &s("v"), &p(framing), None).unwrap_err();
+            assert!(f.message.contains("frames the HTTP message"), "{framing}: {}", f.message);
+        }
+        assert!(
+            new_token(TokenKind::Header, "https://h/", &s("Token v"), &p("Authorization"), None)
+                .is_ok()
+        );
+        for spoof in ["prod\u{202e}dorp", "a\u{2066}b", "a\u{200f}", "a\u{1b}[31m"] {
+            let f = new_token(
+                TokenKind::Bearer,
+                "https://h/",
+                &s("t"),
+                &TokenParams::default(),
+                Some(spoof),
+            )
+            .unwrap_err();
+            assert!(f.message.contains("comment"), "{spoof:?}: {}", f.message);
+        }
     }
 }

@@ -25,11 +25,19 @@ impl Expiry {
     }
 }
 
+/// Why an expiry is refused: the input (escaped, bounded) and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid expiry `{0}`: expected a whole number and a unit (Y, M, w, d, h, m, s; e.g. 180D, 12h) or an RFC 3339 time (e.g. 2027-01-31T00:00:00Z)"
-)]
-pub struct ExpiryError(pub String);
+#[error("invalid expiry `{input}`: {problem}")]
+pub struct ExpiryError {
+    pub input: String,
+    pub problem: &'static str,
+}
+
+const EXPECTED: &str = "expected a whole number and a unit (Y, M, w, d or D, h, m, s; e.g. 180D, 12h) or an RFC 3339 time (e.g. 2027-01-31T00:00:00Z)";
+
+/// The last instant an expiry may name: 9999-12-31T23:59:59Z. Later times
+/// cannot be written in RFC 3339, which is how expiries are shown.
+pub const MAX_EXPIRY: i64 = 253_402_300_799;
 
 fn unit_seconds(unit: char) -> Option<u64> {
     const DAY: u64 = 86_400;
@@ -45,24 +53,37 @@ fn unit_seconds(unit: char) -> Option<u64> {
     })
 }
 
-/// Parses `180D`, `12h`, `1Y`, … or an RFC 3339 time.
+/// Parses `180D`, `12h`, `1Y`, … or an RFC 3339 time, up to
+/// [`MAX_EXPIRY`] (a duration is held to that bound from the Unix epoch,
+/// so it also holds counted from any creation time before 9999).
 pub fn parse_expiry(s: &str) -> Result<Expiry, ExpiryError> {
-    let err = || ExpiryError(s.chars().take(64).flat_map(char::escape_debug).collect());
+    let err = |problem| ExpiryError {
+        input: s.chars().take(64).flat_map(char::escape_debug).collect(),
+        problem,
+    };
     let t = s.trim();
     if let Some(unit) = t.chars().last()
         && let Some(per) = unit_seconds(unit)
     {
         let digits = &t[..t.len() - unit.len_utf8()];
         if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-            let n: u64 = digits.parse().map_err(|_| err())?;
+            let too_far = "it lies beyond 9999-12-31T23:59:59Z";
+            let n: u64 = digits.parse().map_err(|_| err(too_far))?;
             if n == 0 {
-                return Err(err());
+                return Err(err("a duration must be at least 1 of its unit"));
             }
-            return n.checked_mul(per).map(Expiry::After).ok_or_else(err);
+            let secs = n.checked_mul(per).ok_or_else(|| err(too_far))?;
+            if secs > MAX_EXPIRY as u64 {
+                return Err(err(too_far));
+            }
+            return Ok(Expiry::After(secs));
         }
     }
     let at = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| err())?;
+        .map_err(|_| err(EXPECTED))?;
+    if at.unix_timestamp() > MAX_EXPIRY {
+        return Err(err("it lies beyond 9999-12-31T23:59:59Z"));
+    }
     Ok(Expiry::At(at.unix_timestamp()))
 }
 
@@ -102,6 +123,19 @@ mod tests {
         ] {
             assert!(parse_expiry(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn zero_and_far_futures_say_what_is_wrong() {
+        let e = parse_expiry("0s").unwrap_err().to_string();
+        assert!(e.contains("at least 1"), "{e}");
+        for far in ["99999999Y", "10000Y", "99999999999999999999Y"] {
+            let e = parse_expiry(far).unwrap_err().to_string();
+            assert!(e.contains("9999-12-31"), "{far}: {e}");
+        }
+        assert!(parse_expiry("8000Y").is_ok());
+        let e = parse_expiry("tomorrow").unwrap_err().to_string();
+        assert!(e.contains("RFC 3339") && e.contains("d or D"), "{e}");
     }
 
     #[test]

@@ -196,6 +196,35 @@ pub fn is_header_name(name: &str) -> bool {
 #[error("invalid URL: {0}")]
 pub struct UrlError(pub String);
 
+/// Refuses, before any parser sees it, URL text that parsers read
+/// differently: a backslash (WHATWG parsers, like the agent's, read it as
+/// `/` in http(s); curl and Python's urlsplit keep it, so
+/// `http://good:1\@evil:2/` is `good` to one and `evil` to the others),
+/// whitespace and control characters (which some parsers strip and others
+/// stop at), and non-ASCII outside the host (which must be percent-encoded
+/// to mean one thing). A URL that passes means the same to every parser.
+pub fn check_url_text(raw: &str) -> Result<(), UrlError> {
+    // The authority is the only place a non-ASCII host (IDN) may stand.
+    let authority = raw.find("://").map(|i| {
+        let start = i + 3;
+        let end = raw[start..].find(['/', '?', '#']).map_or(raw.len(), |j| start + j);
+        start..end
+    });
+    for (i, c) in raw.char_indices() {
+        let problem = if c == '\\' {
+            "it contains a backslash, which URL parsers disagree on"
+        } else if c.is_whitespace() || c.is_control() {
+            "it contains whitespace or a control character; percent-encode it"
+        } else if !c.is_ascii() && !authority.as_ref().is_some_and(|a| a.contains(&i)) {
+            "it contains a non-ASCII character outside the host; percent-encode it"
+        } else {
+            continue;
+        };
+        return Err(UrlError(problem.into()));
+    }
+    Ok(())
+}
+
 /// Parses and normalises a token's base URL: http or https, a host, no
 /// user info (credentials belong in the keyring, and `user@host` tricks
 /// confuse scope checks), no query or fragment. Scheme and host are
@@ -203,7 +232,9 @@ pub struct UrlError(pub String);
 /// `url` crate's WHATWG parsing), and the path always ends in `/` so that a
 /// path-prefix scope check cannot match `/MAASX` against `/MAAS`.
 pub fn normalize_base_url(raw: &str) -> Result<url::Url, UrlError> {
-    let mut u = url::Url::parse(raw.trim()).map_err(|e| {
+    let raw = raw.trim();
+    check_url_text(raw)?;
+    let mut u = url::Url::parse(raw).map_err(|e| {
         UrlError(format!("cannot parse it ({e}); expected e.g. http://host:5240/MAAS/"))
     })?;
     if !matches!(u.scheme(), "http" | "https") {
@@ -262,6 +293,29 @@ mod tests {
         ] {
             assert!(normalize_base_url(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn urls_that_parsers_disagree_on_are_refused_before_parsing() {
+        for bad in [
+            "http://good:1\\@evil:2/",
+            "http://good/a\\b",
+            "http://good/a b",
+            "http://good/\ta",
+            "http://good/\u{0}",
+            "http://good/\u{7f}",
+            "http://good/caf\u{e9}",
+            "http://good/?q=\u{e9}",
+            "http://good/\u{202e}",
+            "api/\u{e9}",
+        ] {
+            assert!(check_url_text(bad).is_err(), "{bad:?}");
+            assert!(normalize_base_url(bad).is_err(), "{bad:?}");
+        }
+        for good in ["http://b\u{fc}cher.example/", "https://h/a%20b?q=%C3%A9", "api/2.0/?op=x"] {
+            assert!(check_url_text(good).is_ok(), "{good:?}");
+        }
+        assert!(normalize_base_url("http://b\u{fc}cher.example/").is_ok());
     }
 
     #[test]

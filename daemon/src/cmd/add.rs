@@ -8,13 +8,14 @@ use signet_proto::{AddToken, Failure, Response};
 
 use crate::agent::{Agent, Peer, now};
 use crate::entry::Entry;
-use crate::validate;
+use crate::{http, validate};
 
 #[tracing::instrument(skip_all, fields(uid = peer.uid, token = %add.name, kind = %add.kind))]
 pub async fn apply(agent: &Agent, peer: Peer, add: AddToken) -> Result<Response, Failure> {
     validate::name(&add.name)?;
     let (url, params) =
         validate::new_token(add.kind, &add.url, &add.secret, &add.params, add.comment.as_deref())?;
+    http::check_tls(&params.tls)?;
     let created = now();
     let mut entry = Entry::draft(&add.name, add.kind, url, peer.uid, created, params);
     entry.expires = validate::expiry_ahead(add.expires.map(|x| x.resolve(created)), created)?;

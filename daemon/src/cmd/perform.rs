@@ -97,13 +97,16 @@ pub async fn apply<S: AsyncRead + AsyncWrite + Unpin>(
     conn.send(&Response::Proceed).await?;
     let (mut body_in, mut out) = conn.streams();
     let (tx, rx) = mpsc::channel::<BodyItem>(4);
-    let reader = async {
+    // The client's side is read for the whole exchange: the body first, if
+    // any, then only to notice the client leaving (Ctrl-C, its own
+    // timeout), which abandons the upstream call with it.
+    let client_side = async {
         if req.has_body {
-            body_in.forward(tx).await
+            body_in.forward(tx).await?;
         } else {
             drop(tx);
-            Ok(())
         }
+        Err::<(), Closed>(body_in.until_closed().await)
     };
     let exchanged = async {
         let body = if req.has_body { Some(rx) } else { None };
@@ -113,8 +116,14 @@ pub async fn apply<S: AsyncRead + AsyncWrite + Unpin>(
             Err(Outcome::Broken(e)) => Err(e),
         }
     };
-    let (read, exchanged) = tokio::join!(reader, exchanged);
-    read.and(exchanged)
+    tokio::select! {
+        biased;
+        done = exchanged => done,
+        gone = client_side => {
+            tracing::info!(token = %req.name, "the client left; its upstream call is abandoned");
+            gone
+        }
+    }
 }
 
 enum Outcome {

@@ -87,6 +87,7 @@ pub async fn login(agent: &Agent, peer: Peer, l: MaasLogin) -> Result<Response, 
     validate::name(&l.name)?;
     let api = api_url(&l.url)?;
     let params = TokenParams { tls: l.tls.clone(), ..TokenParams::default() };
+    crate::http::check_tls(&l.tls)?;
     let client = agent.http.uncached(&l.tls)?;
     let key = match &l.username {
         None => {

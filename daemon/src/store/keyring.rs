@@ -156,7 +156,29 @@ fn open_secret_service(service: String) -> Result<CoreBackend, KeyringError> {
             KeyringError::from(e)
         ))
     })?;
-    Ok(CoreBackend { store, service, searchable: true, labelled: true })
+    let backend = CoreBackend { store, service, searchable: true, labelled: true };
+    // A Secret Service that answers can still be locked (a session whose
+    // login keyring was never unlocked): find out now, not at the first add.
+    probe(&backend).map_err(|e| {
+        KeyringError::Unavailable(format!(
+            "the Secret Service refused a test write ({e}); unlock your keyring (log in to the desktop session, or `gnome-keyring-daemon --unlock`) or pass --store keyutils"
+        ))
+    })?;
+    Ok(backend)
+}
+
+/// A write, a read and a delete of a throwaway entry: proof that the
+/// backend works before the agent serves anything.
+fn probe(backend: &CoreBackend) -> Result<(), KeyringError> {
+    let id = format!("probe-{}", std::process::id());
+    let value = Secret::from_str_value("probe");
+    backend.set(&id, &value)?;
+    let read = backend.get(&id);
+    let deleted = backend.delete(&id);
+    if read?.expose() != value.expose() {
+        return Err(KeyringError::Failure("the test entry read back differently".into()));
+    }
+    deleted
 }
 
 fn open_keyutils(service: String) -> Result<CoreBackend, KeyringError> {
@@ -169,13 +191,9 @@ fn open_keyutils(service: String) -> Result<CoreBackend, KeyringError> {
     let backend = CoreBackend { store, service, searchable: false, labelled: false };
     // A store that builds can still refuse every write (no session keyring
     // possessed, seccomp): prove it works before serving anything.
-    let probe = format!("probe-{}", std::process::id());
-    backend
-        .set(&probe, &Secret::from_str_value("probe"))
-        .and_then(|()| backend.delete(&probe))
-        .map_err(|e| {
-            KeyringError::Unavailable(format!("the kernel keyring refused a test write: {e}"))
-        })?;
+    probe(&backend).map_err(|e| {
+        KeyringError::Unavailable(format!("the kernel keyring refused a test write: {e}"))
+    })?;
     Ok(backend)
 }
 
