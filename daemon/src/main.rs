@@ -22,6 +22,10 @@ use signet_agent::store::StoreError;
 use signet_agent::store::keyring::{self, StoreChoice};
 use signet_agent::{harden, paths, server};
 
+/// Every freed block is wiped first: see `harden::WipingAllocator`.
+#[global_allocator]
+static ALLOCATOR: harden::WipingAllocator = harden::WipingAllocator;
+
 /// Keeps API tokens in the OS keyring and signs or performs requests with
 /// them for local tools. Prints shell commands for `eval`, as ssh-agent does.
 #[derive(Parser, Debug)]

@@ -430,3 +430,70 @@ fn root_is_refused_by_another_users_agent() {
     assert!(out.stderr.contains("permission denied"), "{out:#?}");
     assert!(out.stderr.contains("root cannot use another user's agent"), "{out:#?}");
 }
+
+/// How many times `needle` occurs in the readable memory of process `pid`
+/// (root only: the agent is not dumpable). Unreadable ranges are skipped.
+fn copies_in_memory(pid: i32, needle: &[u8]) -> usize {
+    use std::os::unix::fs::FileExt;
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).expect("mem");
+    let mut found = 0;
+    for line in maps.lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(range), Some(perms)) = (parts.next(), parts.next()) else { continue };
+        if !perms.starts_with('r') || line.ends_with("[vvar]") || line.ends_with("[vsyscall]") {
+            continue;
+        }
+        let Some((a, b)) = range.split_once('-') else { continue };
+        let (a, b) = (u64::from_str_radix(a, 16).unwrap(), u64::from_str_radix(b, 16).unwrap());
+        let mut buf = vec![0u8; (b - a) as usize];
+        if mem.read_exact_at(&mut buf, a).is_err() {
+            continue;
+        }
+        found += buf.windows(needle.len()).filter(|w| *w == needle).count();
+    }
+    found
+}
+
+#[test]
+fn no_copy_of_a_used_secret_is_left_in_agent_memory_after_rm() {
+    let Some(env) = TestEnv::started(Backend::SecretService) else { return };
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "SKIP: no_copy_of_a_used_secret_is_left_in_agent_memory_after_rm: needs root to read the agent's memory"
+        );
+        return;
+    }
+    let up = Listener::start(true);
+    let pid = env.agent.as_ref().unwrap().pid();
+    // Each secret is made at run time, so this test's own image holds no
+    // copy the agent could have inherited.
+    let mut nonce = [0u8; 8];
+    getrandom::fill(&mut nonce).unwrap();
+    let tag: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    let maas_secret = format!("MaasScan{tag}");
+    let bearer_secret = format!("BearerScan{tag}");
+    env.add("m", "maas", &format!("{}/MAAS/", up.origin()), &format!("ck:tk:{maas_secret}"), &[]);
+    env.add("b", "bearer", &format!("{}/", up.origin()), &bearer_secret, &["--exportable"]);
+    for _ in 0..3 {
+        env.signet(&["request", "m", "api/2.0/users/?op=whoami"]).ok();
+        env.signet(&["request", "b", "/x"]).ok();
+        env.signet(&["sign", "b", "GET", "/x"]).ok();
+    }
+    assert!(up.heads().iter().any(|h| h.contains(&maas_secret)), "the request carried no secret");
+    // The scan sees the secrets while the tokens are in use (the cache).
+    assert!(copies_in_memory(pid, maas_secret.as_bytes()) >= 1, "the scan finds nothing at all");
+    assert!(copies_in_memory(pid, bearer_secret.as_bytes()) >= 1);
+
+    env.signet(&["rm", "m", "b"]).ok();
+    let clean = eventually(Duration::from_secs(5), || {
+        copies_in_memory(pid, maas_secret.as_bytes()) == 0
+            && copies_in_memory(pid, bearer_secret.as_bytes()) == 0
+    });
+    assert!(
+        clean,
+        "copies left after rm: maas {}, bearer {}",
+        copies_in_memory(pid, maas_secret.as_bytes()),
+        copies_in_memory(pid, bearer_secret.as_bytes())
+    );
+}
