@@ -12,7 +12,34 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use signet_tests::{Backend, TestEnv, eventually, run};
+use signet_tests::{Backend, Out, TestEnv, eventually, run, wait_timeout};
+
+/// Runs an agent command that must stop by itself (a refused start-up);
+/// one that keeps running is killed and fails the test instead of hanging
+/// the suite.
+fn agent_refuses(env: &TestEnv, cmd: &mut Command) -> Out {
+    let out_path = env.root.path().join("refused.out");
+    let err_path = env.root.path().join("refused.err");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let Some(status) = wait_timeout(&mut child, Duration::from_secs(15)) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "the agent started instead of refusing: {}",
+            std::fs::read_to_string(&err_path).unwrap()
+        );
+    };
+    Out {
+        status,
+        stdout: std::fs::read_to_string(&out_path).unwrap(),
+        stderr: std::fs::read_to_string(&err_path).unwrap(),
+    }
+}
 
 /// A loopback HTTP listener that records every request head it gets, and
 /// either answers 200 at once or never answers (a hung upstream).
@@ -280,7 +307,7 @@ fn input_limits_are_enforced_with_clear_errors() {
 fn a_zero_timeout_in_the_config_stops_the_agent_with_the_reason() {
     let Some(env) = TestEnv::new(Backend::Keyutils) else { return };
     env.write_config("keyring_timeout_secs = 0\n");
-    let out = run(env.agent_command().arg("-D"), b"");
+    let out = agent_refuses(&env, env.agent_command().arg("-D"));
     assert_eq!(out.code(), 1, "{out:#?}");
     assert!(out.stderr.contains("keyring_timeout_secs must be at least 1"), "{out:#?}");
 }
@@ -291,7 +318,7 @@ fn a_locked_secret_service_is_found_at_start_up() {
     let session = env.session.as_ref().unwrap();
     session.lock().unwrap();
     // Asked for the Secret Service: refuse to start, saying what to do.
-    let out = run(env.agent_command().arg("-D"), b"");
+    let out = agent_refuses(&env, env.agent_command().arg("-D"));
     assert_eq!(out.code(), 1, "{out:#?}");
     assert!(out.stderr.contains("test write") && out.stderr.contains("unlock"), "{out:#?}");
     assert!(!env.socket().exists());
@@ -326,7 +353,7 @@ fn an_open_socket_directory_is_explained_not_removed() {
     std::fs::create_dir(&open).unwrap();
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
     let sock = open.join("agent.sock");
-    let out = run(env.agent_command().arg("-D").arg("-a").arg(&sock), b"");
+    let out = agent_refuses(&env, env.agent_command().arg("-D").arg("-a").arg(&sock));
     assert_eq!(out.code(), 1, "{out:#?}");
     assert!(out.stderr.contains("755") && out.stderr.contains("private subdirectory"), "{out:#?}");
     assert!(!out.stderr.contains("remove"), "{out:#?}");
