@@ -290,6 +290,26 @@ fn run(args: Args, csh: bool) -> Result<(), StartError> {
     result
 }
 
+/// Each connection costs a descriptor, and the usual soft limit (1024) is
+/// below what max_connections may ask: raise it to the hard limit, as
+/// servers do, and say so when even that is short.
+fn raise_fd_limit(max_connections: u32) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return };
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_err() {
+        tracing::debug!(soft, hard, "cannot raise the open-file limit");
+    }
+    let (soft, _) = getrlimit(Resource::RLIMIT_NOFILE).unwrap_or((soft, hard));
+    // The store, the keyring, the log and the runtime need a few of their own.
+    if u64::from(max_connections) + 64 > soft {
+        tracing::warn!(
+            max_connections,
+            open_file_limit = soft,
+            "max_connections is close to the open-file limit: raise the limit (ulimit -n) or lower max_connections"
+        );
+    }
+}
+
 fn detach_stdio() {
     if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
         let _ = nix::unistd::dup2_stdin(&null);
@@ -310,6 +330,7 @@ fn serve(
     for problem in harden::harden() {
         tracing::warn!("{problem}");
     }
+    raise_fd_limit(config.max_connections);
     if matches!(args.store, StoreChoice::Keyutils | StoreChoice::Auto)
         && let Err(e) = keyring::join_session_keyring()
     {
