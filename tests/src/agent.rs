@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::process::{Out, bin, run, wait_timeout};
 use crate::secret_service::SecretServiceSession;
+use crate::upstream::MaasServer;
 use crate::{keyutils, skip};
 
 /// Which keyring the agent of a [`TestEnv`] uses.
@@ -97,6 +98,13 @@ impl TestEnv {
         let mut e = TestEnv::new(backend)?;
         e.start_agent();
         Some(e)
+    }
+
+    /// A started Secret Service world and a MAAS test server, the start of
+    /// most tests that talk to an API.
+    pub fn started_with_maas() -> Option<(TestEnv, MaasServer)> {
+        let env = TestEnv::started(Backend::SecretService)?;
+        Some((env, MaasServer::start()))
     }
 
     pub fn home(&self) -> PathBuf {
@@ -208,6 +216,14 @@ impl TestEnv {
             .unwrap_or_default()
     }
 
+    /// A command for `signet` pointed at this world's agent, for a test that
+    /// needs the process itself (to feed it from a pipe, sample it, or kill it).
+    pub fn signet_command(&self) -> Command {
+        let mut c = self.command("signet");
+        c.env("SIGNET_AUTH_SOCK", self.socket());
+        c
+    }
+
     /// Runs `signet ARGS` with empty stdin.
     pub fn signet(&self, args: &[&str]) -> Out {
         self.signet_in(args, b"")
@@ -215,18 +231,49 @@ impl TestEnv {
 
     /// Runs `signet ARGS` with `stdin` as standard input.
     pub fn signet_in(&self, args: &[&str], stdin: &[u8]) -> Out {
-        let mut c = self.command("signet");
-        c.env("SIGNET_AUTH_SOCK", self.socket());
-        run(c.args(args), stdin)
+        run(self.signet_command().args(args), stdin)
+    }
+
+    /// `signet add NAME --kind KIND --url URL EXTRA…` with the secret on
+    /// stdin, as a person types it; the outcome, whatever it is.
+    pub fn try_add(&self, name: &str, kind: &str, url: &str, secret: &str, extra: &[&str]) -> Out {
+        let mut args = vec!["add", name, "--kind", kind, "--url", url];
+        args.extend_from_slice(extra);
+        self.signet_in(&args, format!("{secret}\n").as_bytes())
     }
 
     /// Adds a token, asserting success.
     #[track_caller]
     pub fn add(&self, name: &str, kind: &str, url: &str, secret: &str, extra: &[&str]) {
-        let mut args = vec!["add", name, "--kind", kind, "--url", url];
-        args.extend_from_slice(extra);
-        let out = self.signet_in(&args, format!("{secret}\n").as_bytes());
-        out.ok();
+        self.try_add(name, kind, url, secret, extra).ok();
+    }
+
+    /// `signet sign ARGS`, asserting success: the printed header lines.
+    #[track_caller]
+    pub fn sign_lines(&self, args: &[&str]) -> Vec<String> {
+        let mut full = vec!["sign"];
+        full.extend_from_slice(args);
+        let out = self.signet(&full);
+        let lines: Vec<String> = out.ok().lines().map(str::to_string).collect();
+        assert!(!lines.is_empty(), "sign printed nothing: {out:#?}");
+        lines
+    }
+
+    /// The one header line `signet sign ARGS` prints.
+    #[track_caller]
+    pub fn sign_line(&self, args: &[&str]) -> String {
+        let lines = self.sign_lines(args);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        lines.into_iter().next().unwrap_or_default()
+    }
+
+    /// `signet request ARGS` with its output parsed as JSON (the test servers'
+    /// echo endpoints answer JSON).
+    #[track_caller]
+    pub fn request_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut full = vec!["request"];
+        full.extend_from_slice(args);
+        self.signet(&full).json()
     }
 
     /// The index file, parsed.

@@ -5,6 +5,8 @@
 //! - [`secret_service`]: a private D-Bus session bus with gnome-keyring on it;
 //! - [`keyutils`]: whether the kernel keyring is usable here;
 //! - [`skip`]: what a test does on a machine without a keyring;
+//! - [`headers`]: the headers `signet sign` prints, sent with curl and taken
+//!   apart;
 //! - [`process`]: where the binaries are, and running processes with bounds;
 //! - [`raw`]: the agent's socket below the client library;
 //! - [`upstream`]: real HTTP test servers that check credentials as the real
@@ -14,6 +16,7 @@
 //! executable (or in `$SIGNET_BIN_DIR`).
 
 pub mod agent;
+pub mod headers;
 pub mod keyutils;
 pub mod process;
 pub mod raw;

@@ -6,7 +6,7 @@ use std::os::unix::net::UnixListener;
 use std::time::Duration;
 
 use signet_proto::{ErrorCode, PROTOCOL_VERSION, Request, Response};
-use signet_tests::{Backend, TestEnv, raw, run};
+use signet_tests::{Backend, TestEnv, raw, run, skip};
 
 fn mode(p: &std::path::Path) -> u32 {
     std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777
@@ -33,7 +33,7 @@ fn no_agent_exits_3_with_how_to_start_one() {
         let err = env.signet(args).fails(3).to_string();
         assert!(err.contains("eval \"$(signet-agent)\""), "{args:?}: {err}");
     }
-    let out = env.signet_in(&["add", "x", "--kind", "bearer", "--url", "https://h/"], b"t\n");
+    let out = env.try_add("x", "bearer", "https://h/", "t", &[]);
     out.fails(3);
     // A stale socket: bound, nobody listening.
     std::fs::create_dir_all(env.socket().parent().unwrap()).unwrap();
@@ -128,9 +128,7 @@ fn garbage_and_oversized_frames_get_an_error_and_the_agent_stays_up() {
 fn another_uid_gets_one_error_frame_and_is_closed() {
     let Some(env) = TestEnv::started(Backend::SecretService) else { return };
     if !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "SKIP: another_uid_gets_one_error_frame_and_is_closed: needs root to connect as another uid"
-        );
+        skip::skip("needs root to connect as another uid");
         return;
     }
     // A throwaway system user, created once per machine.
@@ -181,9 +179,7 @@ fn unsafe_socket_directories_are_refused() {
         assert_eq!(out.code(), 1, "{out:#?}");
         assert!(out.stderr.contains("owned by uid 54321"), "{out:#?}");
     } else {
-        eprintln!(
-            "SKIP: unsafe_socket_directories_are_refused (foreign owner): needs root to chown"
-        );
+        skip::skip("foreign owner: needs root to chown");
     }
 }
 

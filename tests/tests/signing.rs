@@ -6,107 +6,26 @@
 //! (`curl -H "$(signet sign NAME URL)" URL`).
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use signet_tests::upstream::oauth::percent_encode;
-use signet_tests::upstream::{
-    BearerLikeServer, ExpectedAuth, MaasServer, OAuth1Config, OAuth1Server, Recorded, VmsServer,
-    pattern_sha256,
+use signet_tests::headers::{
+    curl, is_hex_nonce, oauth_line_params, oauth_param, oauth_params, recorded_nonce,
 };
-use signet_tests::{Backend, Out, TestEnv, eventually, run};
+use signet_tests::upstream::oauth::{percent_encode, unix_now};
+use signet_tests::upstream::{
+    BearerLikeServer, ExpectedAuth, MaasServer, OAuth1Config, OAuth1Server, Recorded, SilentServer,
+    TruncatingServer, VmsServer, closed_port, pattern_sha256,
+};
+use signet_tests::{Backend, Out, TestEnv, eventually};
 
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// Runs curl with each of `headers` as its own `-H`; returns (status, body).
-fn curl(headers: &[&str], url: &str, extra: &[&str]) -> (u16, String) {
-    let mut c = Command::new("curl");
-    // --noproxy: the servers are local, whatever the developer's environment says.
-    c.args(["-sS", "--noproxy", "*", "-w", "\n%{http_code}"]);
-    for h in headers {
-        c.arg("-H").arg(h);
-    }
-    c.args(extra).arg(url);
-    let out = run(&mut c, b"");
-    assert_eq!(out.code(), 0, "curl failed: {out:#?}");
-    let (body, status) = out.stdout.rsplit_once('\n').expect("curl -w status");
-    (status.trim().parse().expect("status code"), body.to_string())
-}
-
-/// `signet sign ARGS`, asserting success: the printed header lines.
-#[track_caller]
-fn sign_lines(env: &TestEnv, args: &[&str]) -> Vec<String> {
-    let mut full = vec!["sign"];
-    full.extend_from_slice(args);
-    let out = env.signet(&full);
-    let lines: Vec<String> = out.ok().lines().map(str::to_string).collect();
-    assert!(!lines.is_empty(), "sign printed nothing: {out:#?}");
-    lines
-}
-
-/// The one header line `signet sign ARGS` prints.
-#[track_caller]
-fn sign_line(env: &TestEnv, args: &[&str]) -> String {
-    let lines = sign_lines(env, args);
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    lines.into_iter().next().unwrap_or_default()
-}
-
-/// The parameters of an `OAuth …` header value, in order, values still
-/// percent-encoded as sent (realm included).
-fn oauth_params(value: &str) -> Vec<(String, String)> {
-    let rest = value.strip_prefix("OAuth ").unwrap_or_else(|| panic!("not OAuth: {value}"));
-    rest.split(", ")
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or_else(|| panic!("malformed {kv} in {value}"));
-            let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"'));
-            (k.to_string(), v.unwrap_or_else(|| panic!("unquoted {kv}")).to_string())
-        })
-        .collect()
-}
-
-fn oauth_param<'a>(params: &'a [(String, String)], name: &str) -> &'a str {
-    params
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-        .unwrap_or_else(|| panic!("no {name} in {params:?}"))
-}
-
-/// The value of an `Authorization: OAuth …` line.
-fn oauth_line_params(line: &str) -> Vec<(String, String)> {
-    let value = line.strip_prefix("Authorization: ").unwrap_or_else(|| panic!("{line}"));
-    oauth_params(value)
-}
-
-/// The oauth_nonce a recorded request carried.
-fn recorded_nonce(r: &Recorded) -> String {
-    let auth = r.header("authorization").unwrap_or_else(|| panic!("no Authorization: {r:?}"));
-    oauth_param(&oauth_params(auth), "oauth_nonce").to_string()
-}
-
-fn is_hex_nonce(n: &str) -> bool {
-    n.len() == 32 && n.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
-}
-
-/// `signet request ARGS` with its output parsed as JSON (the echo endpoints).
-#[track_caller]
-fn request_json(env: &TestEnv, args: &[&str]) -> serde_json::Value {
-    let mut full = vec!["request"];
-    full.extend_from_slice(args);
-    env.signet(&full).json()
-}
 
 /// Asserts `out` is a policy refusal (exit 5) naming `rule`.
 #[track_caller]
@@ -172,12 +91,8 @@ impl RssSampler {
 /// Runs `signet ARGS` while sampling the VmRSS of the agent (`agent_pid`) and
 /// of the client; returns the outcome, both peaks (KiB) and the wall time.
 fn run_sampled(env: &TestEnv, agent_pid: i32, args: &[&str]) -> (Out, u64, u64, Duration) {
-    let mut cmd = env.command("signet");
-    cmd.env("SIGNET_AUTH_SOCK", env.socket())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut cmd = env.signet_command();
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let agent = RssSampler::start(agent_pid);
     let t = Instant::now();
     let child = cmd.spawn().expect("spawn signet");
@@ -192,12 +107,6 @@ fn run_sampled(env: &TestEnv, agent_pid: i32, args: &[&str]) -> (Out, u64, u64, 
     (out, agent.finish(), client.finish(), took)
 }
 
-/// A port on 127.0.0.1 that nothing listens on (bound, noted, released).
-fn closed_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 /// A port other than `p` on 127.0.0.1 (for "other port" refusals; nothing
 /// needs to listen there).
 fn other_port(p: u16) -> u16 {
@@ -210,8 +119,7 @@ fn other_port(p: u16) -> u16 {
 
 #[test]
 fn maas_whoami_through_the_agent_and_sign_for_exportable_tokens() {
-    let Some(env) = TestEnv::started(Backend::SecretService) else { return };
-    let maas = MaasServer::start();
+    let Some((env, maas)) = TestEnv::started_with_maas() else { return };
     let tok = maas.add_token("cli");
     env.add("maas", "maas", &maas.api_url(), &tok.api_key(), &[]);
     let out = env.signet(&["request", "maas", "users/?op=whoami"]);
@@ -229,8 +137,7 @@ fn maas_whoami_through_the_agent_and_sign_for_exportable_tokens() {
 
 #[test]
 fn maas_hmac_sha1_request_and_sign_without_exportable_and_a_replay_is_refused() {
-    let Some(env) = TestEnv::started(Backend::SecretService) else { return };
-    let maas = MaasServer::start();
+    let Some((env, maas)) = TestEnv::started_with_maas() else { return };
     let tok = maas.add_token("cli");
     env.add("mh", "maas", &maas.api_url(), &tok.api_key(), &["--signature", "hmac-sha1"]);
 
@@ -272,23 +179,23 @@ fn maas_hmac_sha1_request_and_sign_without_exportable_and_a_replay_is_refused() 
     assert!(body.contains("Nonce already used"), "{body}");
 
     // Every sign is fresh.
-    let again = sign_line(&env, &["mh", "users/?op=whoami"]);
+    let again = env.sign_line(&["mh", "users/?op=whoami"]);
     assert_ne!(oauth_param(&oauth_line_params(&again), "oauth_nonce"), nonce);
 
     // A POST with form parameters: --form puts them under the signature, and
     // the server (which includes the urlencoded body in its base string) agrees.
     let create = "account/?op=create_authorisation_token";
-    let line = sign_line(&env, &["mh", "POST", create, "--form", "name=from curl"]);
+    let line = env.sign_line(&["mh", "POST", create, "--form", "name=from curl"]);
     let url = format!("{}{create}", maas.api_url());
     let (status, body) = curl(&[&line], &url, &["-d", "name=from+curl"]);
     assert_eq!(status, 200, "{body}");
     assert!(maas.tokens().iter().any(|t| t.name == "from curl"), "{:?}", maas.tokens());
     // The same through the agent: -d is signed with the form parameters.
-    let made = request_json(&env, &["-f", "mh", "-d", "name=via agent", create]);
+    let made = env.request_json(&["-f", "mh", "-d", "name=via agent", create]);
     assert_eq!(made["name"], "via agent", "{made}");
     assert!(maas.requests().last().unwrap().is_ok());
     // Signed without the form parameter, the same body is refused.
-    let line = sign_line(&env, &["mh", "POST", create]);
+    let line = env.sign_line(&["mh", "POST", create]);
     let (status, body) = curl(&[&line], &url, &["-d", "name=from+curl"]);
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("Invalid signature"), "{body}");
@@ -296,13 +203,12 @@ fn maas_hmac_sha1_request_and_sign_without_exportable_and_a_replay_is_refused() 
 
 #[test]
 fn maas_plaintext_sign_needs_exportable_and_its_header_works_once_with_curl() {
-    let Some(env) = TestEnv::started(Backend::SecretService) else { return };
-    let maas = MaasServer::start();
+    let Some((env, maas)) = TestEnv::started_with_maas() else { return };
     let tok = maas.add_token("exported");
     env.add("mx", "maas", &maas.api_url(), &tok.api_key(), &["--exportable"]);
 
     let before = unix_now();
-    let line = sign_line(&env, &["mx", "users/?op=whoami"]);
+    let line = env.sign_line(&["mx", "users/?op=whoami"]);
     assert!(line.starts_with("Authorization: OAuth realm=\"OAuth\", oauth_nonce=\""), "{line}");
     let p = oauth_line_params(&line);
     let names: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
@@ -359,8 +265,7 @@ fn maas_plaintext_sign_needs_exportable_and_its_header_works_once_with_curl() {
 
 #[test]
 fn sign_json_is_a_list_of_name_value_headers() {
-    let Some(env) = TestEnv::started(Backend::SecretService) else { return };
-    let maas = MaasServer::start();
+    let Some((env, maas)) = TestEnv::started_with_maas() else { return };
     let tok = maas.add_token("json");
     env.add("mh", "maas", &maas.api_url(), &tok.api_key(), &["--signature", "hmac-sha1"]);
     let out = env.signet(&["sign", "mh", "users/?op=whoami", "--json"]);
@@ -430,7 +335,7 @@ fn oauth1_hmac_sha1_hmac_sha256_and_plaintext_are_accepted_by_an_rfc5849_server(
         ("o-plain", "PLAINTEXT"),
         ("o-plain-x", "PLAINTEXT"),
     ] {
-        let echo = request_json(&env, &[name, "v1/items?b=2&a=1"]);
+        let echo = env.request_json(&[name, "v1/items?b=2&a=1"]);
         assert_eq!(echo["method"], "GET", "{name}");
         assert_eq!(echo["target"], "/v1/items?b=2&a=1", "{name}");
         let last = server.requests().pop().expect("recorded");
@@ -444,7 +349,7 @@ fn oauth1_hmac_sha1_hmac_sha256_and_plaintext_are_accepted_by_an_rfc5849_server(
 
     // sign: HMAC without --exportable; the header works once with curl.
     for (name, method) in [("o-sha1", "HMAC-SHA1"), ("o-sha256", "HMAC-SHA256")] {
-        let line = sign_line(&env, &[name, "v1/items?q=1"]);
+        let line = env.sign_line(&[name, "v1/items?q=1"]);
         assert!(line.starts_with("Authorization: OAuth oauth_nonce=\""), "{line}");
         assert_eq!(oauth_param(&oauth_line_params(&line), "oauth_signature_method"), method);
         assert!(!line.contains("t%20s") && !line.contains("c%24s"), "{line}");
@@ -459,7 +364,7 @@ fn oauth1_hmac_sha1_hmac_sha256_and_plaintext_are_accepted_by_an_rfc5849_server(
     let out = env.signet(&["sign", "o-plain", "v1/items"]);
     assert!(out.fails(5).contains("not exportable"), "{out:#?}");
     assert!(!out.stderr.contains(O_TS) && !out.stdout.contains(O_TS));
-    let line = sign_line(&env, &["o-plain-x", "v1/items"]);
+    let line = env.sign_line(&["o-plain-x", "v1/items"]);
     let p = oauth_line_params(&line);
     assert_eq!(oauth_param(&p, "oauth_signature_method"), "PLAINTEXT");
     // enc(enc(cs) & enc(ts)): the signature is the key, encoded again.
@@ -478,7 +383,7 @@ fn oauth1_hmac_covers_form_bodies_and_odd_query_parameters() {
 
     for name in ["o1", "o256"] {
         // A form body: POST, content-type form, the parameters in the base string.
-        let echo = request_json(&env, &[name, "-d", "a=1&b=two words", "v1/form"]);
+        let echo = env.request_json(&[name, "-d", "a=1&b=two words", "v1/form"]);
         assert_eq!(echo["method"], "POST", "{echo}");
         assert_eq!(echo["content_type"], "application/x-www-form-urlencoded", "{echo}");
         assert_eq!(echo["body_len"], "a=1&b=two words".len(), "{echo}");
@@ -486,30 +391,28 @@ fn oauth1_hmac_covers_form_bodies_and_odd_query_parameters() {
         assert!(last.is_ok(), "{name}: {last:?}");
 
         // Several -d are joined with & as curl does; still covered.
-        let echo = request_json(&env, &[name, "-d", "x=1", "-d", "y=%C3%A9+%2B", "v1/form"]);
+        let echo = env.request_json(&[name, "-d", "x=1", "-d", "y=%C3%A9+%2B", "v1/form"]);
         assert_eq!(echo["body_len"], "x=1&y=%C3%A9+%2B".len(), "{echo}");
         assert!(server.requests().pop().expect("recorded").is_ok());
 
         // Query parameters with spaces, unicode, + and empty values.
-        let echo = request_json(&env, &[name, "v1/search?q=a b&name=café&plus=1+2&empty=&q=z"]);
+        let echo = env.request_json(&[name, "v1/search?q=a b&name=café&plus=1+2&empty=&q=z"]);
         assert_eq!(echo["target"], "/v1/search?q=a%20b&name=caf%C3%A9&plus=1+2&empty=&q=z");
         let last = server.requests().pop().expect("recorded");
         assert!(last.is_ok(), "{name}: {last:?}");
     }
 
     // sign --form for a POST: curl sends the body, the server checks it.
-    let line =
-        sign_line(&env, &["o1", "POST", "v1/form", "--form", "a=1", "--form", "b=two words"]);
+    let line = env.sign_line(&["o1", "POST", "v1/form", "--form", "a=1", "--form", "b=two words"]);
     let url = format!("{}v1/form", server.url());
     let (status, body) = curl(&[&line], &url, &["-d", "a=1&b=two+words"]);
     assert_eq!(status, 200, "{body}");
     // A different body with that signature is refused.
-    let line =
-        sign_line(&env, &["o1", "POST", "v1/form", "--form", "a=1", "--form", "b=two words"]);
+    let line = env.sign_line(&["o1", "POST", "v1/form", "--form", "a=1", "--form", "b=two words"]);
     let (status, body) = curl(&[&line], &url, &["-d", "a=1&b=three+words"]);
     assert_eq!(status, 401, "{body}");
     // A unicode query signed by the agent and sent by curl.
-    let line = sign_line(&env, &["o256", "v1/search?name=café"]);
+    let line = env.sign_line(&["o256", "v1/search?name=café"]);
     let (status, body) = curl(&[&line], &format!("{}v1/search?name=caf%C3%A9", server.url()), &[]);
     assert_eq!(status, 200, "{body}");
 }
@@ -524,7 +427,7 @@ fn vms_api_token_request_tenant_and_sign() {
     let vms = VmsServer::start();
     let t = vms.issue_token("admin", "cli");
     env.add("v", "api-token", &vms.url(), &t.token(), &[]);
-    let clusters = request_json(&env, &["v", "api/clusters/"]);
+    let clusters = env.request_json(&["v", "api/clusters/"]);
     assert_eq!(clusters[0]["name"], "vast-test", "{clusters}");
     let last = vms.requests().pop().expect("recorded");
     assert_eq!(last.header("authorization"), Some(format!("Api-Token {}", t.token()).as_str()));
@@ -536,7 +439,7 @@ fn vms_api_token_request_tenant_and_sign() {
     out.fails(22);
     assert!(out.stdout.is_empty(), "{out:#?}");
     env.add("vt", "api-token", &vms.url(), &t.token(), &["--tenant", "tenant-a"]);
-    let clusters = request_json(&env, &["-f", "vt", "api/clusters/"]);
+    let clusters = env.request_json(&["-f", "vt", "api/clusters/"]);
     assert_eq!(clusters[0]["name"], "vast-test", "{clusters}");
     let last = vms.requests().pop().expect("recorded");
     assert!(last.is_ok(), "{last:?}");
@@ -547,7 +450,7 @@ fn vms_api_token_request_tenant_and_sign() {
     assert!(out.fails(5).contains("not exportable"), "{out:#?}");
     assert!(!out.stderr.contains(&t.secret) && !out.stdout.contains(&t.secret));
     env.add("vx", "api-token", &vms.url(), &t.token(), &["--tenant", "tenant-a", "--exportable"]);
-    let lines = sign_lines(&env, &["vx", "api/clusters/"]);
+    let lines = env.sign_lines(&["vx", "api/clusters/"]);
     assert_eq!(
         lines,
         [format!("Authorization: Api-Token {}", t.token()), "X-Tenant-Name: tenant-a".to_string()]
@@ -605,7 +508,7 @@ fn bearer_basic_and_header_kinds_and_a_wrong_secret_with_and_without_f() {
         x.push("--exportable");
         env.add(&exp, c.kind, &server.url(), c.secret, &x);
 
-        let echo = request_json(&env, &["-f", &good, "echo/1"]);
+        let echo = env.request_json(&["-f", &good, "echo/1"]);
         assert_eq!(echo["target"], "/echo/1", "{}", c.kind);
         let last = server.requests().pop().expect("recorded");
         assert!(last.is_ok(), "{}: {last:?}", c.kind);
@@ -624,7 +527,7 @@ fn bearer_basic_and_header_kinds_and_a_wrong_secret_with_and_without_f() {
         assert_eq!(reqs.iter().filter(|r| r.status == 401).count(), 2, "{reqs:?}");
 
         // Exportable: the printed line works with curl.
-        let line = sign_line(&env, &[&exp, "echo/4"]);
+        let line = env.sign_line(&[&exp, "echo/4"]);
         assert_eq!(line, format!("{hname}: {hvalue}"), "{}", c.kind);
         let (status, body) = curl(&[&line], &format!("{}echo/4", server.url()), &[]);
         assert_eq!(status, 200, "{}: {body}", c.kind);
@@ -647,8 +550,7 @@ fn bearer_basic_and_header_kinds_and_a_wrong_secret_with_and_without_f() {
 
 #[test]
 fn relative_urls_join_the_base_and_absolute_urls_in_scope_are_accepted() {
-    let Some(env) = TestEnv::started(Backend::SecretService) else { return };
-    let maas = MaasServer::start();
+    let Some((env, maas)) = TestEnv::started_with_maas() else { return };
     let tok = maas.add_token("cli");
     let api = maas.api_url();
     env.add("mh", "maas", &api, &tok.api_key(), &["--signature", "hmac-sha1"]);
@@ -674,18 +576,17 @@ fn relative_urls_join_the_base_and_absolute_urls_in_scope_are_accepted() {
 
     // sign joins the same way: the header for a relative URL is valid for the
     // absolute one (HMAC covers the URL).
-    let line = sign_line(&env, &["mh", "echo/h?x=1"]);
+    let line = env.sign_line(&["mh", "echo/h?x=1"]);
     let (status, body) = curl(&[&line], &format!("{api}echo/h?x=1"), &[]);
     assert_eq!(status, 200, "{body}");
-    let line = sign_line(&env, &["mh", &format!("{api}echo/i")]);
+    let line = env.sign_line(&["mh", &format!("{api}echo/i")]);
     let (status, body) = curl(&[&line], &format!("{api}echo/i"), &[]);
     assert_eq!(status, 200, "{body}");
 }
 
 #[test]
 fn out_of_scope_urls_are_refused_by_sign_and_request_and_nothing_is_sent() {
-    let Some(env) = TestEnv::started(Backend::SecretService) else { return };
-    let maas = MaasServer::start();
+    let Some((env, maas)) = TestEnv::started_with_maas() else { return };
     let tok = maas.add_token("cli");
     // Exportable, so that sign would succeed but for the scope.
     env.add("m", "maas", &maas.url(), &tok.api_key(), &["--exportable"]);
@@ -741,7 +642,7 @@ fn out_of_scope_urls_are_refused_by_sign_and_request_and_nothing_is_sent() {
     assert!(tls.requests().is_empty() && tls.handshake_failures() == 0);
 
     // The control: in scope, both work and the server sees the request.
-    sign_line(&env, &["m", w]);
+    env.sign_line(&["m", w]);
     env.signet(&["request", "m", w]).ok();
     env.signet(&["request", "t", w]).ok();
     assert_eq!(maas.requests().len(), 1);
@@ -754,8 +655,7 @@ fn out_of_scope_urls_are_refused_by_sign_and_request_and_nothing_is_sent() {
 
 #[test]
 fn redirects_are_followed_in_scope_with_a_fresh_signature_and_never_out_of_it() {
-    let Some(env) = TestEnv::started(Backend::SecretService) else { return };
-    let maas = MaasServer::start();
+    let Some((env, maas)) = TestEnv::started_with_maas() else { return };
     let tok = maas.add_token("cli");
     env.add("mh", "maas", &maas.api_url(), &tok.api_key(), &["--signature", "hmac-sha1"]);
     env.add("mp", "maas", &maas.api_url(), &tok.api_key(), &[]);
@@ -789,14 +689,14 @@ fn redirects_are_followed_in_scope_with_a_fresh_signature_and_never_out_of_it() 
     // HMAC covers the body, so the server checks it was sent again).
     maas.clear_requests();
     let to307 = format!("{}&status=307", redirect("/MAAS/api/2.0/echo/post"));
-    let echo = request_json(&env, &["-f", "mh", "-d", "a=1&b=2", &to307]);
+    let echo = env.request_json(&["-f", "mh", "-d", "a=1&b=2", &to307]);
     assert_eq!((echo["method"].as_str(), echo["body_len"].as_u64()), (Some("POST"), Some(7)));
     let reqs = maas.requests();
     assert_eq!(reqs.len(), 2, "{reqs:?}");
     assert!(reqs.iter().all(|r| r.is_ok() && r.body_len == 7), "{reqs:?}");
     // ... and a 302 after a POST becomes a GET without the body, as curl does.
     maas.clear_requests();
-    let echo = request_json(&env, &["-f", "mh", "-d", "a=1", &redirect("/MAAS/api/2.0/echo/get")]);
+    let echo = env.request_json(&["-f", "mh", "-d", "a=1", &redirect("/MAAS/api/2.0/echo/get")]);
     assert_eq!((echo["method"].as_str(), echo["body_len"].as_u64()), (Some("GET"), Some(0)));
     assert_eq!(echo["content_type"], serde_json::Value::Null, "{echo}");
     assert!(maas.requests().iter().all(Recorded::is_ok));
@@ -811,7 +711,7 @@ fn redirects_are_followed_in_scope_with_a_fresh_signature_and_never_out_of_it() 
         target
     };
     maas.clear_requests();
-    let echo = request_json(&env, &["-f", "mh", &chain(5)]);
+    let echo = env.request_json(&["-f", "mh", &chain(5)]);
     assert_eq!(echo["target"], "/MAAS/api/2.0/echo/end");
     assert_eq!(maas.requests().len(), 6);
     maas.clear_requests();
@@ -867,7 +767,7 @@ fn tls_with_cacert_works_without_it_exits_7_and_insecure_works() {
     assert!(maas.url().starts_with("https://"));
 
     env.add("ca", "maas", &maas.api_url(), &tok.api_key(), &["--cacert", ca_arg]);
-    let who = request_json(&env, &["ca", "users/?op=whoami"]);
+    let who = env.request_json(&["ca", "users/?op=whoami"]);
     assert_eq!(who["username"], "admin");
 
     // Another token of the same server, without the CA: the agent's client for
@@ -881,10 +781,10 @@ fn tls_with_cacert_works_without_it_exits_7_and_insecure_works() {
     assert!(maas.handshake_failures() >= 1);
 
     env.add("insecure", "maas", &maas.api_url(), &tok.api_key(), &["--insecure"]);
-    let who = request_json(&env, &["insecure", "users/?op=whoami"]);
+    let who = env.request_json(&["insecure", "users/?op=whoami"]);
     assert_eq!(who["username"], "admin");
     // And the trusted one still works afterwards.
-    request_json(&env, &["ca", "users/?op=whoami"]);
+    env.request_json(&["ca", "users/?op=whoami"]);
 
     // A bearer server over TLS: request, and sign + curl --cacert.
     let b = BearerLikeServer::start_tls(ExpectedAuth::bearer("tls-token"));
@@ -892,14 +792,14 @@ fn tls_with_cacert_works_without_it_exits_7_and_insecure_works() {
     let bca_arg = bca.to_str().expect("utf-8 path");
     env.add("b", "bearer", &b.url(), "tls-token", &["--cacert", bca_arg, "--exportable"]);
     env.add("b-noca", "bearer", &b.url(), "tls-token", &[]);
-    let echo = request_json(&env, &["-f", "b", "echo"]);
+    let echo = env.request_json(&["-f", "b", "echo"]);
     assert_eq!(echo["target"], "/echo");
     let err = env.signet(&["request", "b-noca", "echo"]).fails(7).to_string();
     assert!(err.contains("certificate"), "{err}");
     // maas's CA does not vouch for b.
     env.add("b-wrongca", "bearer", &b.url(), "tls-token", &["--cacert", ca_arg]);
     env.signet(&["request", "b-wrongca", "echo"]).fails(7);
-    let line = sign_line(&env, &["b", "echo"]);
+    let line = env.sign_line(&["b", "echo"]);
     let (status, body) = curl(&[&line], &format!("{}echo", b.url()), &["--cacert", bca_arg]);
     assert_eq!(status, 200, "{body}");
     assert_eq!(b.requests().len(), 2, "{:?}", b.requests());
@@ -921,7 +821,7 @@ fn a_100_mib_download_and_upload_stream_through_the_agent_in_constant_memory() {
     let pid = env.agent.as_ref().expect("agent").pid();
     assert_eq!(status["pid"], pid);
     // Warm up: the agent's HTTP client for this token exists.
-    request_json(&env, &["s", "echo"]);
+    env.request_json(&["s", "echo"]);
     let baseline = rss_kib(pid).expect("VmRSS");
 
     // Download.
@@ -968,7 +868,7 @@ fn a_100_mib_download_and_upload_stream_through_the_agent_in_constant_memory() {
     assert!(down_client < RSS_LIMIT_KIB, "client RSS {down_client} KiB during the download");
     assert!(up_client < RSS_LIMIT_KIB, "client RSS {up_client} KiB during the upload");
     // The agent still serves, and is not left holding the body.
-    request_json(&env, &["s", "echo"]);
+    env.request_json(&["s", "echo"]);
 }
 
 #[test]
@@ -986,9 +886,8 @@ fn data_binary_from_stdin_streams_without_a_known_length() {
     assert_eq!(server.requests().pop().expect("recorded").body_len, n);
 
     // Through a pipe from another process too (a real `producer | signet …`).
-    let mut cmd = env.command("signet");
-    cmd.env("SIGNET_AUTH_SOCK", env.socket())
-        .args(["request", "s", "echo/pipe", "--data-binary", "@-", "-X", "PUT"])
+    let mut cmd = env.signet_command();
+    cmd.args(["request", "s", "echo/pipe", "--data-binary", "@-", "-X", "PUT"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -1041,59 +940,16 @@ fn a_dead_upstream_exits_7_naming_the_origin_and_the_agent_keeps_serving() {
     let list = env.signet(&["list", "--json"]).json();
     assert_eq!(list[0]["name"], "dead");
     env.signet(&["status"]).ok();
-    assert_eq!(sign_line(&env, &["dead", "things/"]), "Authorization: Bearer tok");
+    assert_eq!(env.sign_line(&["dead", "things/"]), "Authorization: Bearer tok");
     // A failed call is not a use.
     assert_eq!(env.signet(&["show", "dead", "--json"]).json()["use_count"], 1);
-}
-
-/// A TCP server that accepts connections and never answers; returns the
-/// number of connections it accepted once stopped.
-struct SilentServer {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    accepted: Arc<std::sync::atomic::AtomicUsize>,
-    thread: Option<JoinHandle<usize>>,
-}
-
-impl SilentServer {
-    fn start() -> SilentServer {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.set_nonblocking(true).expect("nonblocking");
-        let port = l.local_addr().expect("addr").port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (flag, count) = (stop.clone(), accepted.clone());
-        let thread = std::thread::spawn(move || {
-            let mut held = Vec::new();
-            while !flag.load(Ordering::Relaxed) {
-                match l.accept() {
-                    Ok((s, _)) => {
-                        held.push(s);
-                        count.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                }
-            }
-            held.len()
-        });
-        SilentServer { port, stop, accepted, thread: Some(thread) }
-    }
-
-    fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::Relaxed)
-    }
-
-    fn stop(mut self) -> usize {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.take().map(|t| t.join().expect("silent server")).unwrap_or(0)
-    }
 }
 
 #[test]
 fn timeout_against_a_server_that_never_answers_exits_7() {
     let Some(env) = TestEnv::started(Backend::SecretService) else { return };
     let silent = SilentServer::start();
-    let origin = format!("http://127.0.0.1:{}", silent.port);
+    let origin = format!("http://127.0.0.1:{}", silent.port());
     env.add("slow", "bearer", &format!("{origin}/"), "tok", &[]);
     let t = Instant::now();
     let out = env.signet(&["request", "--timeout", "1", "slow", "anything"]);
@@ -1113,9 +969,8 @@ fn timeout_against_a_server_that_never_answers_exits_7() {
     // Without --timeout a request waits; meanwhile the agent serves others.
     let server = BearerLikeServer::start(ExpectedAuth::bearer("ok"));
     env.add("fine", "bearer", &server.url(), "ok", &[]);
-    let mut hung = env.command("signet");
-    hung.env("SIGNET_AUTH_SOCK", env.socket())
-        .args(["request", "slow", "hang"])
+    let mut hung = env.signet_command();
+    hung.args(["request", "slow", "hang"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -1126,7 +981,7 @@ fn timeout_against_a_server_that_never_answers_exits_7() {
         "the hung request never reached the silent server"
     );
     for _ in 0..3 {
-        request_json(&env, &["fine", "echo"]);
+        env.request_json(&["fine", "echo"]);
         env.signet(&["list"]).ok();
     }
     assert!(hung.try_wait().expect("try_wait").is_none(), "the hung request returned");
@@ -1135,50 +990,14 @@ fn timeout_against_a_server_that_never_answers_exits_7() {
     assert!(silent.stop() >= 2, "the requests never reached the silent server");
 }
 
-/// A raw HTTP server that answers every connection with `head`, then `sent`
-/// bytes of body, then closes (whatever the head promised).
-fn truncating_server(head: String, sent: usize) -> (u16, Arc<AtomicBool>, JoinHandle<usize>) {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.set_nonblocking(true).expect("nonblocking");
-    let port = l.local_addr().expect("addr").port();
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let thread = std::thread::spawn(move || {
-        let mut served = 0;
-        while !flag.load(Ordering::Relaxed) {
-            let Ok((mut s, _)) = l.accept() else {
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            };
-            let _ = s.set_nonblocking(false);
-            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-            // Read the request head.
-            let mut got = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                }
-            }
-            let _ = s.write_all(head.as_bytes());
-            let _ = s.write_all(&vec![b'x'; sent]);
-            let _ = s.flush();
-            served += 1;
-        }
-        served
-    });
-    (port, stop, thread)
-}
-
 #[test]
 fn a_response_body_cut_short_is_an_upstream_failure_not_success() {
     let Some(env) = TestEnv::started(Backend::SecretService) else { return };
-    let (port, stop, thread) = truncating_server(
+    let server = TruncatingServer::start(
         "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\nConnection: close\r\n\r\n".into(),
         1000,
     );
-    env.add("cut", "bearer", &format!("http://127.0.0.1:{port}/"), "tok", &[]);
+    env.add("cut", "bearer", &format!("http://127.0.0.1:{}/", server.port()), "tok", &[]);
     let out = env.signet(&["request", "cut", "file"]);
     let err = out.fails(7);
     assert!(err.contains("after 1000 bytes"), "{err}");
@@ -1186,8 +1005,7 @@ fn a_response_body_cut_short_is_an_upstream_failure_not_success() {
     let out = env.signet(&["request", "cut", "file", "-o", file.to_str().unwrap()]);
     out.fails(7);
     env.signet(&["list"]).ok();
-    stop.store(true, Ordering::Relaxed);
-    assert_eq!(thread.join().expect("server"), 2);
+    assert_eq!(server.stop(), 2);
 }
 
 // ---------------------------------------------------------------------------
@@ -1232,7 +1050,7 @@ fn include_output_method_and_header_flags_behave_like_curl() {
 
     // -X.
     for m in ["PUT", "DELETE", "PATCH", "GET"] {
-        let echo = request_json(&env, &["-X", m, "b", "echo/x"]);
+        let echo = env.request_json(&["-X", m, "b", "echo/x"]);
         assert_eq!(echo["method"], m);
         assert_eq!(server.requests().pop().expect("recorded").method, m);
     }
@@ -1243,27 +1061,24 @@ fn include_output_method_and_header_flags_behave_like_curl() {
     assert!(out.stdout.ends_with("\r\n\r\n"), "a HEAD answer has no body: {out:#?}");
     assert!(t.elapsed() < Duration::from_secs(5), "HEAD took {:?}", t.elapsed());
     assert_eq!(server.requests().pop().expect("recorded").method, "HEAD");
-    let echo = request_json(&env, &["-X", "put", "b", "echo/x", "-d", "k=v"]);
+    let echo = env.request_json(&["-X", "put", "b", "echo/x", "-d", "k=v"]);
     assert_eq!((echo["method"].as_str(), echo["body_len"].as_u64()), (Some("PUT"), Some(3)));
     // A body without -X is a POST.
-    assert_eq!(request_json(&env, &["b", "echo/x", "-d", "k=v"])["method"], "POST");
+    assert_eq!(env.request_json(&["b", "echo/x", "-d", "k=v"])["method"], "POST");
 
     // -H arrives; several of them too; a Content-Type given wins over the default.
-    let echo = request_json(
-        &env,
-        &[
-            "-H",
-            "Accept: x",
-            "-H",
-            "X-Extra:  two words ",
-            "-H",
-            "Content-Type: text/plain",
-            "b",
-            "echo/h",
-            "-d",
-            "hi",
-        ],
-    );
+    let echo = env.request_json(&[
+        "-H",
+        "Accept: x",
+        "-H",
+        "X-Extra:  two words ",
+        "-H",
+        "Content-Type: text/plain",
+        "b",
+        "echo/h",
+        "-d",
+        "hi",
+    ]);
     assert_eq!(echo["headers"]["accept"], "x", "{echo}");
     assert_eq!(echo["headers"]["x-extra"], "two words", "{echo}");
     assert_eq!(echo["content_type"], "text/plain", "{echo}");
@@ -1321,8 +1136,7 @@ fn an_expired_token_refuses_sign_and_request_saying_when() {
 
 #[test]
 fn use_count_and_last_used_are_kept_and_survive_a_restart() {
-    let Some(mut env) = TestEnv::started(Backend::SecretService) else { return };
-    let maas = MaasServer::start();
+    let Some((mut env, maas)) = TestEnv::started_with_maas() else { return };
     let tok = maas.add_token("cli");
     env.add("m", "maas", &maas.api_url(), &tok.api_key(), &[]);
     let fresh = env.signet(&["show", "m", "--json"]).json();
@@ -1357,7 +1171,7 @@ fn a_crash_keeps_the_use_counts_that_the_30_s_batch_wrote() {
     let server = BearerLikeServer::start(ExpectedAuth::bearer("counted"));
     env.add("c", "bearer", &server.url(), "counted", &[]);
     for _ in 0..2 {
-        request_json(&env, &["c", "echo"]);
+        env.request_json(&["c", "echo"]);
     }
     // Batched every 30 s: the index file gets the count without a shutdown.
     let on_disk = |env: &TestEnv| env.index()["tokens"][0]["use_count"] == 2;

@@ -9,10 +9,7 @@ const MAAS_URL: &str = "http://maas.example:5240/MAAS/";
 fn add_list_show_rename_rm_with_the_secret_only_in_the_keyring() {
     let Some(env) = TestEnv::started(Backend::SecretService) else { return };
     let secret = "ConsumerKeyAAA:TokenKeyBBB:TokenSecretCCC";
-    let out = env.signet_in(
-        &["add", "m1", "--kind", "maas", "--url", MAAS_URL],
-        b"ConsumerKeyAAA:TokenKeyBBB:TokenSecretCCC\n",
-    );
+    let out = env.try_add("m1", "maas", MAAS_URL, secret, &[]);
     out.ok();
     assert!(!out.stdout.contains("TokenSecretCCC") && !out.stderr.contains("TokenSecretCCC"));
 
@@ -127,22 +124,13 @@ fn the_kernel_keyring_works_too() {
 fn every_kind_is_accepted_with_its_settings() {
     let Some(env) = TestEnv::started(Backend::SecretService) else { return };
     env.add("k-maas", "maas", MAAS_URL, "a:b:c", &["--signature", "hmac-sha1"]);
-    let o = env.signet_in(
-        &[
-            "add",
-            "k-oauth1",
-            "--kind",
-            "oauth1",
-            "--url",
-            "https://api.example/",
-            "--consumer-key",
-            "ck",
-            "--token-key",
-            "tk",
-        ],
-        b"cs\nts\n",
+    env.add(
+        "k-oauth1",
+        "oauth1",
+        "https://api.example/",
+        "cs\nts",
+        &["--consumer-key", "ck", "--token-key", "tk"],
     );
-    o.ok();
     env.add(
         "k-vms",
         "api-token",
@@ -261,10 +249,7 @@ fn missing_tokens_exit_4_and_duplicates_are_refused() {
     env.signet(&["rename", "nope", "other"]).fails(4);
     env.add("a", "bearer", "https://h/", "t1", &[]);
     env.add("b", "bearer", "https://h/", "t2", &[]);
-    let err = env
-        .signet_in(&["add", "a", "--kind", "bearer", "--url", "https://h/"], b"t3\n")
-        .fails(1)
-        .to_string();
+    let err = env.try_add("a", "bearer", "https://h/", "t3", &[]).fails(1).to_string();
     assert!(err.contains("already exists"), "{err}");
     assert!(env.signet(&["rename", "a", "b"]).fails(1).contains("already exists"));
     // rm carries on past a missing name and reports it.
@@ -312,10 +297,7 @@ fn the_token_limit_names_itself_and_how_to_raise_it() {
     env.start_agent();
     env.add("a", "bearer", "https://h/", "t", &[]);
     env.add("b", "bearer", "https://h/", "t", &[]);
-    let err = env
-        .signet_in(&["add", "c", "--kind", "bearer", "--url", "https://h/"], b"t\n")
-        .fails(5)
-        .to_string();
+    let err = env.try_add("c", "bearer", "https://h/", "t", &[]).fails(5).to_string();
     assert!(err.contains("at most 2"), "{err}");
     assert!(err.contains("max_tokens_per_owner"), "{err}");
     env.signet(&["rm", "a"]).ok();
@@ -354,7 +336,7 @@ fn a_locked_keyring_is_a_store_failure_and_loses_nothing() {
     let Some(env) = TestEnv::started(Backend::SecretService) else { return };
     env.add("a", "bearer", "https://h/", "t", &[]);
     env.session.as_ref().unwrap().lock().expect("lock the collection");
-    let out = env.signet_in(&["add", "b", "--kind", "bearer", "--url", "https://h/"], b"t\n");
+    let out = env.try_add("b", "bearer", "https://h/", "t", &[]);
     let err = out.fails(6).to_string();
     assert!(err.contains("keyring"), "{err}");
     // Nothing half-added, the old token still listed, the agent alive.
