@@ -1,5 +1,6 @@
 //! The agent's process and socket contract: discovery, modes, peers, bad
-//! input, one agent per socket, detaching, signals.
+//! input, one agent per socket, detaching, signals, its config file and
+//! what `signet status` reports of it.
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
@@ -337,4 +338,30 @@ fn idle_slow_and_surplus_connections_are_closed_by_the_limits() {
     drop((_a, _b));
     // Served again once they are gone.
     assert!(signet_tests::eventually(Duration::from_secs(5), || env.signet(&["list"]).code() == 0));
+}
+
+#[test]
+fn a_bad_config_file_stops_the_agent_with_its_name() {
+    let Some(env) = TestEnv::new(Backend::SecretService) else { return };
+    env.write_config("max_tokens_per_ower = 2\n");
+    let out = run(env.agent_command().arg("-D"), b"");
+    assert_eq!(out.code(), 1, "{out:#?}");
+    assert!(
+        out.stderr.contains("config.toml") && out.stderr.contains("max_tokens_per_ower"),
+        "{out:#?}"
+    );
+}
+
+#[test]
+fn status_reports_the_agent() {
+    let Some(env) = TestEnv::started(Backend::SecretService) else { return };
+    env.add("a", "bearer", "https://h/", "t", &[]);
+    let s = env.signet(&["status", "--json"]).json();
+    assert_eq!(s["pid"], env.agent.as_ref().unwrap().pid());
+    assert_eq!(s["store"], "secret-service");
+    assert_eq!(s["tokens"], 1);
+    assert_eq!(s["socket"], env.socket().display().to_string());
+    assert!(s["version"].is_string() && s["uptime_secs"].is_u64());
+    let text = env.signet(&["status"]).ok().to_string();
+    assert!(text.contains("secret-service"), "{text}");
 }
