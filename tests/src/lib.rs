@@ -4,7 +4,7 @@
 //!   `signet-agent -D` and runs `signet` against it;
 //! - [`secret_service`]: a private D-Bus session bus with gnome-keyring on it;
 //! - [`keyutils`]: whether the kernel keyring is usable here;
-//! - [`skip`]: what a test does on a machine without a keyring;
+//! - [`skip`]: what a test does on a machine that lacks what it needs;
 //! - [`headers`]: the headers `signet sign` prints, sent with curl and taken
 //!   apart;
 //! - [`process`]: where the binaries are, and running processes with bounds;

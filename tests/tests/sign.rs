@@ -4,8 +4,8 @@
 //!
 //! A printed header is sent by curl, as a user's script would
 //! (`curl -H "$(signet sign NAME URL)" URL`). A header that reveals the
-//! secret (PLAINTEXT, bearer, basic, fixed headers) is printed only for a
-//! token added with `--exportable`.
+//! secret (PLAINTEXT, api-token, bearer, basic, header) is printed only for
+//! a token added with `--exportable`.
 
 use signet_tests::headers::{
     curl, is_hex_nonce, oauth_line_params, oauth_param, oauth_params, recorded_nonce,
