@@ -1,12 +1,13 @@
 //! The agent's process and socket contract: discovery, modes, peers, bad
-//! input, one agent per socket, detaching, signals.
+//! input, one agent per socket, detaching, signals, its config file and
+//! what `signet status` reports of it.
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::time::Duration;
 
 use signet_proto::{ErrorCode, PROTOCOL_VERSION, Request, Response};
-use signet_tests::{Backend, TestEnv, raw, run};
+use signet_tests::{Backend, TestEnv, raw, run, skip};
 
 fn mode(p: &std::path::Path) -> u32 {
     std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777
@@ -33,7 +34,7 @@ fn no_agent_exits_3_with_how_to_start_one() {
         let err = env.signet(args).fails(3).to_string();
         assert!(err.contains("eval \"$(signet-agent)\""), "{args:?}: {err}");
     }
-    let out = env.signet_in(&["add", "x", "--kind", "bearer", "--url", "https://h/"], b"t\n");
+    let out = env.try_add("x", "bearer", "https://h/", "t", &[]);
     out.fails(3);
     // A stale socket: bound, nobody listening.
     std::fs::create_dir_all(env.socket().parent().unwrap()).unwrap();
@@ -128,9 +129,7 @@ fn garbage_and_oversized_frames_get_an_error_and_the_agent_stays_up() {
 fn another_uid_gets_one_error_frame_and_is_closed() {
     let Some(env) = TestEnv::started(Backend::SecretService) else { return };
     if !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "SKIP: another_uid_gets_one_error_frame_and_is_closed: needs root to connect as another uid"
-        );
+        skip::skip("needs root to connect as another uid");
         return;
     }
     // A throwaway system user, created once per machine.
@@ -181,9 +180,7 @@ fn unsafe_socket_directories_are_refused() {
         assert_eq!(out.code(), 1, "{out:#?}");
         assert!(out.stderr.contains("owned by uid 54321"), "{out:#?}");
     } else {
-        eprintln!(
-            "SKIP: unsafe_socket_directories_are_refused (foreign owner): needs root to chown"
-        );
+        skip::skip("foreign owner: needs root to chown");
     }
 }
 
@@ -341,4 +338,30 @@ fn idle_slow_and_surplus_connections_are_closed_by_the_limits() {
     drop((_a, _b));
     // Served again once they are gone.
     assert!(signet_tests::eventually(Duration::from_secs(5), || env.signet(&["list"]).code() == 0));
+}
+
+#[test]
+fn a_bad_config_file_stops_the_agent_with_its_name() {
+    let Some(env) = TestEnv::new(Backend::SecretService) else { return };
+    env.write_config("max_tokens_per_ower = 2\n");
+    let out = run(env.agent_command().arg("-D"), b"");
+    assert_eq!(out.code(), 1, "{out:#?}");
+    assert!(
+        out.stderr.contains("config.toml") && out.stderr.contains("max_tokens_per_ower"),
+        "{out:#?}"
+    );
+}
+
+#[test]
+fn status_reports_the_agent() {
+    let Some(env) = TestEnv::started(Backend::SecretService) else { return };
+    env.add("a", "bearer", "https://h/", "t", &[]);
+    let s = env.signet(&["status", "--json"]).json();
+    assert_eq!(s["pid"], env.agent.as_ref().unwrap().pid());
+    assert_eq!(s["store"], "secret-service");
+    assert_eq!(s["tokens"], 1);
+    assert_eq!(s["socket"], env.socket().display().to_string());
+    assert!(s["version"].is_string() && s["uptime_secs"].is_u64());
+    let text = env.signet(&["status"]).ok().to_string();
+    assert!(text.contains("secret-service"), "{text}");
 }

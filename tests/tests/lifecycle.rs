@@ -8,14 +8,9 @@ fn whoami_ok(env: &TestEnv, name: &str) -> serde_json::Value {
     env.signet(&["maas", "whoami", name, "--json"]).json()
 }
 
-fn maas_env() -> Option<(TestEnv, MaasServer)> {
-    let env = TestEnv::started(Backend::SecretService)?;
-    Some((env, MaasServer::start()))
-}
-
 #[test]
 fn maas_login_with_a_key_is_verified_before_it_is_stored() {
-    let Some((env, maas)) = maas_env() else { return };
+    let Some((env, maas)) = TestEnv::started_with_maas() else { return };
     let tok = maas.add_token("cli");
     let out = env
         .signet_in(&["maas", "login", "m", &maas.url()], format!("{}\n", tok.api_key()).as_bytes());
@@ -48,7 +43,7 @@ fn maas_login_with_a_key_is_verified_before_it_is_stored() {
 
 #[test]
 fn maas_login_with_a_password_never_shows_the_key() {
-    let Some((env, maas)) = maas_env() else { return };
+    let Some((env, maas)) = TestEnv::started_with_maas() else { return };
     let user = maas.user();
     let out = env.signet_in(
         &["maas", "login", "pw", &maas.url(), "--username", &user.username],
@@ -71,7 +66,7 @@ fn maas_login_with_a_password_never_shows_the_key() {
 
 #[test]
 fn maas_tokens_lists_names_and_keys_never_secrets() {
-    let Some((env, maas)) = maas_env() else { return };
+    let Some((env, maas)) = TestEnv::started_with_maas() else { return };
     let tok = maas.add_token("cli");
     let other = maas.add_token("ci");
     env.add("m", "maas", &maas.api_url(), &tok.api_key(), &[]);
@@ -95,7 +90,7 @@ fn maas_tokens_lists_names_and_keys_never_secrets() {
 
 #[test]
 fn maas_create_token_goes_straight_into_the_keyring() {
-    let Some((env, maas)) = maas_env() else { return };
+    let Some((env, maas)) = TestEnv::started_with_maas() else { return };
     let tok = maas.add_token("cli");
     env.add("m", "maas", &maas.api_url(), &tok.api_key(), &[]);
     let out = env.signet(&["maas", "create-token", "m", "m2", "--token-name", "for-ci"]);
@@ -134,7 +129,7 @@ fn maas_create_token_that_cannot_be_stored_is_taken_back() {
 
 #[test]
 fn maas_delete_and_rename_server_tokens() {
-    let Some((env, maas)) = maas_env() else { return };
+    let Some((env, maas)) = TestEnv::started_with_maas() else { return };
     let tok = maas.add_token("cli");
     let other = maas.add_token("old-name");
     env.add("m", "maas", &maas.api_url(), &tok.api_key(), &[]);
@@ -155,7 +150,7 @@ fn maas_delete_and_rename_server_tokens() {
 
 #[test]
 fn maas_rotate_swaps_in_a_new_key_and_deletes_the_old() {
-    let Some((env, maas)) = maas_env() else { return };
+    let Some((env, maas)) = TestEnv::started_with_maas() else { return };
     let tok = maas.add_token("laptop");
     env.add("m", "maas", &maas.api_url(), &tok.api_key(), &["--comment", "kept"]);
     let out = env.signet(&["rotate", "m"]);
@@ -179,7 +174,7 @@ fn maas_rotate_swaps_in_a_new_key_and_deletes_the_old() {
 
 #[test]
 fn maas_rotate_failures_leave_a_working_token() {
-    let Some((env, maas)) = maas_env() else { return };
+    let Some((env, maas)) = TestEnv::started_with_maas() else { return };
     let tok = maas.add_token("laptop");
     env.add("m", "maas", &maas.api_url(), &tok.api_key(), &[]);
 
@@ -211,16 +206,14 @@ fn maas_rotate_failures_leave_a_working_token() {
 
 #[test]
 fn maas_rotate_killed_at_any_instant_leaves_a_working_token() {
-    let Some((mut env, maas)) = maas_env() else { return };
+    let Some((mut env, maas)) = TestEnv::started_with_maas() else { return };
     let tok = maas.add_token("laptop");
     env.add("m", "maas", &maas.api_url(), &tok.api_key(), &[]);
     for round in 0..8u64 {
-        let sock = env.socket();
-        let bin = signet_tests::bin("signet");
+        let mut rotate = env.signet_command();
         let rotating = std::thread::spawn(move || {
-            let _ = std::process::Command::new(bin)
+            let _ = rotate
                 .args(["rotate", "m"])
-                .env("SIGNET_AUTH_SOCK", sock)
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .status();
@@ -254,7 +247,7 @@ fn make_maascli_db(path: &std::path::Path, profiles: &[(&str, serde_json::Value)
 
 #[test]
 fn maas_import_and_scrub_the_maas_cli_database() {
-    let Some((env, maas)) = maas_env() else { return };
+    let Some((env, maas)) = TestEnv::started_with_maas() else { return };
     let prod = maas.add_token("prod");
     let lab = maas.add_token("lab");
     let db = env.root.path().join("maascli.db");

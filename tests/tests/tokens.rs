@@ -1,7 +1,11 @@
 //! Every token command end to end: real agent, real Secret Service or
-//! kernel keyring, real `signet` processes.
+//! kernel keyring, real `signet` processes. And the token state that
+//! `sign` and `request` read and write: expiry, and the use counts.
 
-use signet_tests::{Backend, TestEnv};
+use std::time::Duration;
+
+use signet_tests::upstream::{BearerLikeServer, ExpectedAuth};
+use signet_tests::{Backend, TestEnv, eventually};
 
 const MAAS_URL: &str = "http://maas.example:5240/MAAS/";
 
@@ -9,10 +13,7 @@ const MAAS_URL: &str = "http://maas.example:5240/MAAS/";
 fn add_list_show_rename_rm_with_the_secret_only_in_the_keyring() {
     let Some(env) = TestEnv::started(Backend::SecretService) else { return };
     let secret = "ConsumerKeyAAA:TokenKeyBBB:TokenSecretCCC";
-    let out = env.signet_in(
-        &["add", "m1", "--kind", "maas", "--url", MAAS_URL],
-        b"ConsumerKeyAAA:TokenKeyBBB:TokenSecretCCC\n",
-    );
+    let out = env.try_add("m1", "maas", MAAS_URL, secret, &[]);
     out.ok();
     assert!(!out.stdout.contains("TokenSecretCCC") && !out.stderr.contains("TokenSecretCCC"));
 
@@ -127,22 +128,13 @@ fn the_kernel_keyring_works_too() {
 fn every_kind_is_accepted_with_its_settings() {
     let Some(env) = TestEnv::started(Backend::SecretService) else { return };
     env.add("k-maas", "maas", MAAS_URL, "a:b:c", &["--signature", "hmac-sha1"]);
-    let o = env.signet_in(
-        &[
-            "add",
-            "k-oauth1",
-            "--kind",
-            "oauth1",
-            "--url",
-            "https://api.example/",
-            "--consumer-key",
-            "ck",
-            "--token-key",
-            "tk",
-        ],
-        b"cs\nts\n",
+    env.add(
+        "k-oauth1",
+        "oauth1",
+        "https://api.example/",
+        "cs\nts",
+        &["--consumer-key", "ck", "--token-key", "tk"],
     );
-    o.ok();
     env.add(
         "k-vms",
         "api-token",
@@ -198,91 +190,6 @@ fn malformed_secrets_are_refused_with_the_expected_shape_and_never_echoed() {
 }
 
 #[test]
-fn usage_errors_exit_2() {
-    let Some(env) = TestEnv::started(Backend::SecretService) else { return };
-    let cases: &[&[&str]] = &[
-        &["add", "-bad", "--kind", "bearer", "--url", "https://h/"],
-        &["add", "a b", "--kind", "bearer", "--url", "https://h/"],
-        &["add", "ok", "--kind", "ssh", "--url", "https://h/"],
-        &["add", "ok", "--kind", "bearer", "--url", "ftp://h/"],
-        &["add", "ok", "--kind", "bearer", "--url", "https://user:pw@h/"],
-        &["add", "ok", "--kind", "bearer", "--url", "https://h/", "--expires", "10x"],
-        &["add", "ok", "--kind", "bearer", "--url", "https://h/", "--expires", "0D"],
-        &[
-            "add",
-            "ok",
-            "--kind",
-            "bearer",
-            "--url",
-            "https://h/",
-            "--expires",
-            "2001-01-01T00:00:00Z",
-        ],
-        &["add", "ok", "--kind", "basic", "--url", "https://h/"],
-        &["add", "ok", "--kind", "header", "--url", "https://h/", "--header-name", "Bad Name"],
-        &["add", "ok", "--kind", "bearer", "--url", "https://h/", "--username", "u"],
-        &[
-            "add",
-            "ok",
-            "--kind",
-            "bearer",
-            "--url",
-            "https://h/",
-            "--insecure",
-            "--cacert",
-            "/etc/hostname",
-        ],
-        &[
-            "add",
-            "ok",
-            "--kind",
-            "bearer",
-            "--url",
-            "https://h/",
-            "--cacert",
-            "/nonexistent/ca.pem",
-        ],
-        &["show", "bad/name"],
-        &["rename", "a", "-b"],
-        &["nosuchcommand"],
-    ];
-    for args in cases {
-        let out = env.signet_in(args, b"tok\n");
-        assert_eq!(out.code(), 2, "{args:?}: {out:#?}");
-    }
-    assert_eq!(env.signet(&["list", "--json"]).json(), serde_json::json!([]));
-}
-
-#[test]
-fn missing_tokens_exit_4_and_duplicates_are_refused() {
-    let Some(env) = TestEnv::started(Backend::SecretService) else { return };
-    assert!(env.signet(&["show", "nope"]).fails(4).contains("nope"));
-    env.signet(&["rm", "nope"]).fails(4);
-    env.signet(&["rename", "nope", "other"]).fails(4);
-    env.add("a", "bearer", "https://h/", "t1", &[]);
-    env.add("b", "bearer", "https://h/", "t2", &[]);
-    let err = env
-        .signet_in(&["add", "a", "--kind", "bearer", "--url", "https://h/"], b"t3\n")
-        .fails(1)
-        .to_string();
-    assert!(err.contains("already exists"), "{err}");
-    assert!(env.signet(&["rename", "a", "b"]).fails(1).contains("already exists"));
-    // rm carries on past a missing name and reports it.
-    let out = env.signet(&["rm", "nope", "a"]);
-    assert!(out.fails(4).contains("nope"));
-    assert!(out.stderr.contains("removed: a"), "{out:#?}");
-    let names: Vec<String> = env
-        .signet(&["list", "--json"])
-        .json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(names, ["b"]);
-}
-
-#[test]
 fn expiry_is_stored_shown_and_listed_as_expired() {
     let Some(env) = TestEnv::started(Backend::SecretService) else { return };
     env.add("soon", "bearer", "https://h/", "t", &["--expires", "1s"]);
@@ -312,10 +219,7 @@ fn the_token_limit_names_itself_and_how_to_raise_it() {
     env.start_agent();
     env.add("a", "bearer", "https://h/", "t", &[]);
     env.add("b", "bearer", "https://h/", "t", &[]);
-    let err = env
-        .signet_in(&["add", "c", "--kind", "bearer", "--url", "https://h/"], b"t\n")
-        .fails(5)
-        .to_string();
+    let err = env.try_add("c", "bearer", "https://h/", "t", &[]).fails(5).to_string();
     assert!(err.contains("at most 2"), "{err}");
     assert!(err.contains("max_tokens_per_owner"), "{err}");
     env.signet(&["rm", "a"]).ok();
@@ -324,37 +228,11 @@ fn the_token_limit_names_itself_and_how_to_raise_it() {
 }
 
 #[test]
-fn a_bad_config_file_stops_the_agent_with_its_name() {
-    let Some(env) = TestEnv::new(Backend::SecretService) else { return };
-    env.write_config("max_tokens_per_ower = 2\n");
-    let out = signet_tests::run(env.agent_command().arg("-D"), b"");
-    assert_eq!(out.code(), 1, "{out:#?}");
-    assert!(
-        out.stderr.contains("config.toml") && out.stderr.contains("max_tokens_per_ower"),
-        "{out:#?}"
-    );
-}
-
-#[test]
-fn status_reports_the_agent() {
-    let Some(env) = TestEnv::started(Backend::SecretService) else { return };
-    env.add("a", "bearer", "https://h/", "t", &[]);
-    let s = env.signet(&["status", "--json"]).json();
-    assert_eq!(s["pid"], env.agent.as_ref().unwrap().pid());
-    assert_eq!(s["store"], "secret-service");
-    assert_eq!(s["tokens"], 1);
-    assert_eq!(s["socket"], env.socket().display().to_string());
-    assert!(s["version"].is_string() && s["uptime_secs"].is_u64());
-    let text = env.signet(&["status"]).ok().to_string();
-    assert!(text.contains("secret-service"), "{text}");
-}
-
-#[test]
 fn a_locked_keyring_is_a_store_failure_and_loses_nothing() {
     let Some(env) = TestEnv::started(Backend::SecretService) else { return };
     env.add("a", "bearer", "https://h/", "t", &[]);
     env.session.as_ref().unwrap().lock().expect("lock the collection");
-    let out = env.signet_in(&["add", "b", "--kind", "bearer", "--url", "https://h/"], b"t\n");
+    let out = env.try_add("b", "bearer", "https://h/", "t", &[]);
     let err = out.fails(6).to_string();
     assert!(err.contains("keyring"), "{err}");
     // Nothing half-added, the old token still listed, the agent alive.
@@ -369,4 +247,92 @@ fn a_locked_keyring_is_a_store_failure_and_loses_nothing() {
     assert_eq!(names, ["a"]);
     let idx = env.index();
     assert_eq!(idx["tokens"].as_array().unwrap().len(), 1, "{idx}");
+}
+
+// ---------------------------------------------------------------------------
+// State that sign and request use
+// ---------------------------------------------------------------------------
+
+#[test]
+fn an_expired_token_refuses_sign_and_request_saying_when() {
+    let Some(env) = TestEnv::started(Backend::SecretService) else { return };
+    let server = BearerLikeServer::start(ExpectedAuth::bearer("short-lived"));
+    env.add("e", "bearer", &server.url(), "short-lived", &["--expires", "1s", "--exportable"]);
+    let expires = env.signet(&["show", "e", "--json"]).json()["expires"]
+        .as_str()
+        .expect("expires set")
+        .to_string();
+    assert!(
+        eventually(
+            Duration::from_secs(10),
+            || env.signet(&["show", "e", "--json"]).json()["expired"] == true
+        ),
+        "the token never expired"
+    );
+    for args in [
+        &["sign", "e", "echo"][..],
+        &["request", "e", "echo"],
+        &["request", "e", "echo", "-d", "x=1"],
+    ] {
+        let out = env.signet(args);
+        let err = out.fails(5);
+        assert!(err.contains("expired") && err.contains(&expires), "{args:?}: {err}");
+        assert!(!out.stdout.contains("short-lived") && !err.contains("short-lived"));
+    }
+    assert!(server.requests().is_empty(), "{:?}", server.requests());
+    assert_eq!(env.signet(&["show", "e", "--json"]).json()["use_count"], 0);
+}
+
+#[test]
+fn use_count_and_last_used_are_kept_and_survive_a_restart() {
+    let Some((mut env, maas)) = TestEnv::started_with_maas() else { return };
+    let tok = maas.add_token("cli");
+    env.add("m", "maas", &maas.api_url(), &tok.api_key(), &[]);
+    let fresh = env.signet(&["show", "m", "--json"]).json();
+    assert_eq!(fresh["use_count"], 0);
+    assert_eq!(fresh["last_used"], serde_json::Value::Null);
+
+    let n = 4;
+    for _ in 0..n {
+        env.signet(&["request", "m", "users/?op=whoami"]).ok();
+    }
+    let shown = env.signet(&["show", "m", "--json"]).json();
+    assert_eq!(shown["use_count"], n, "{shown}");
+    let last_used = shown["last_used"].as_str().expect("last_used set").to_string();
+    assert!(last_used.as_str() >= shown["created"].as_str().unwrap(), "{shown}");
+    let listed = env.signet(&["list", "--json"]).json();
+    assert_eq!(listed[0]["use_count"], n);
+
+    // Flushed at shutdown: a restart keeps them.
+    env.restart_agent();
+    let shown = env.signet(&["show", "m", "--json"]).json();
+    assert_eq!(shown["use_count"], n, "{shown}");
+    assert_eq!(shown["last_used"], last_used.as_str());
+    // And counting goes on.
+    env.signet(&["request", "m", "users/?op=whoami"]).ok();
+    assert_eq!(env.signet(&["show", "m", "--json"]).json()["use_count"], n + 1);
+    assert_eq!(maas.requests().len(), n as usize + 1);
+}
+
+#[test]
+fn a_crash_keeps_the_use_counts_that_the_30_s_batch_wrote() {
+    let Some(mut env) = TestEnv::started(Backend::SecretService) else { return };
+    let server = BearerLikeServer::start(ExpectedAuth::bearer("counted"));
+    env.add("c", "bearer", &server.url(), "counted", &[]);
+    for _ in 0..2 {
+        env.request_json(&["c", "echo"]);
+    }
+    // Batched every 30 s: the index file gets the count without a shutdown.
+    let on_disk = |env: &TestEnv| env.index()["tokens"][0]["use_count"] == 2;
+    assert!(
+        eventually(Duration::from_secs(45), || on_disk(&env)),
+        "use count not on disk after 45 s: {}",
+        env.index()
+    );
+    // So a crash (SIGKILL: no shutdown flush) keeps it.
+    env.kill_agent();
+    env.start_agent();
+    let shown = env.signet(&["show", "c", "--json"]).json();
+    assert_eq!(shown["use_count"], 2, "{shown}");
+    assert!(shown["last_used"].is_string(), "{shown}");
 }

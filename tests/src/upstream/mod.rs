@@ -1,4 +1,4 @@
-//! Stub upstream servers that check auth the way the real APIs do.
+//! Real HTTP test servers that check credentials the way the real APIs do.
 //!
 //! Each is a real HTTP/1.1 server on 127.0.0.1 (ephemeral port), optionally over TLS
 //! with a certificate minted at start, running on a thread of its own and stopped on
@@ -12,8 +12,12 @@
 //!
 //! All of them also serve `echo…`, `big/<n>` and `redirect?to=` behind their auth
 //! check (see each server's docs for where).
+//!
+//! [`SilentServer`], [`TruncatingServer`] and [`closed_port`] fail below HTTP
+//! instead, for the tests of upstream failures.
 
 mod bearer;
+mod broken;
 mod maas;
 pub mod oauth;
 mod oauth1;
@@ -24,6 +28,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 pub use bearer::{BearerLikeServer, ExpectedAuth};
+pub use broken::{SilentServer, TruncatingServer, closed_port};
 pub use maas::{MaasConfig, MaasServer, MaasToken, MaasUser};
 pub use oauth::SignatureMethod;
 pub use oauth1::{OAuth1Config, OAuth1Server};

@@ -417,7 +417,8 @@ mod tests {
         signature_base_string(method, uri, &params)
     }
 
-    // SIGNING.md, MAAS PLAINTEXT vectors.
+    // MAAS PLAINTEXT: the consumer secret is empty, so the signature is `&` and the
+    // token secret, percent-encoded once more in the header.
     #[test]
     fn maas_plaintext_vectors() {
         let h = r#"OAuth realm="OAuth", oauth_nonce="1234567890", oauth_timestamp="1700000000", oauth_version="1.0", oauth_signature_method="PLAINTEXT", oauth_consumer_key="ConsumerKeyAAA", oauth_token="TokenKeyBBB", oauth_signature="%26TokenSecretCCC""#;
@@ -515,8 +516,9 @@ mod tests {
         assert_eq!(ok.method, SignatureMethod::Plaintext);
         let err = v.verify(&vector_request(plain), now, creds("", "TokenSecretCCC")).unwrap_err();
         assert!(err.0.contains("Nonce already used"), "{err:?}");
-        // The HMAC vector's nonce differs from the one in SIGNING.md: so the signature
-        // must now fail, proving the nonce is covered by it.
+        // This HMAC header carries another nonce than the one its signature was
+        // computed with (1234567890, as in `maas_hmac_sha1_vector`): it must fail,
+        // which proves the nonce is covered by the signature.
         let err = v.verify(&vector_request(hmac), now, creds("", "TokenSecretCCC")).unwrap_err();
         assert!(err.0.contains("Invalid signature"), "{err:?}");
         let err = v

@@ -16,8 +16,9 @@
 //!
 //! Refusals are DRF-style JSON `{"detail": …}`: 401 for bad auth (unknown, wrong
 //! secret, revoked, expired, wrong or missing tenant), 403 permission, 404 unknown id,
-//! 400 bad input. `expiry_date`: a whole number and a unit (Y M w d h m s, SPEC §3)
-//! or an RFC 3339 UTC time (`…Z` / `…+00:00`).
+//! 400 bad input. `expiry_date`: a whole number and a unit (Y M w d h m s,
+//! the units `signet add --expires` takes) or an RFC 3339 UTC time (`…Z` /
+//! `…+00:00`).
 //!
 //! `fail_next` operation names: create, list, show, update, revoke, clusters, echo,
 //! big, redirect.

@@ -1,20 +1,16 @@
-//! Real keyrings for the end-to-end suite, and the policy for machines without one.
+//! The Secret Service the agent stores secrets in, private to one test.
 //!
 //! `SecretServiceSession` runs a private D-Bus session bus and a gnome-keyring-daemon
 //! (secrets component only) on it, with a fresh HOME and XDG directories in a temp dir,
 //! unlocked with a throwaway password. Nothing touches the user's own bus or keyring.
 //! The test side reads and writes the keyring through `secret-tool`, the same tool a
 //! person would use, so the suite checks what the agent really stored.
-//!
-//! Tests that need a keyring call [`require_or_skip`] / [`require_ok`]: on a machine
-//! without one they print a visible `SKIP:` line, unless `SIGNET_REQUIRE_KEYRING` is set
-//! (CI sets it), in which case a missing keyring is a failure.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -22,11 +18,10 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
+use crate::process::{ToolOutput, run_bounded};
+
 /// How long the Secret Service may take to answer on the new bus.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bound on every `secret-tool` / `dbus-send` call: a prompt that nobody answers must not
-/// hang a test.
-const TOOL_TIMEOUT: Duration = Duration::from_secs(10);
 /// The throwaway password of the login keyring. Only this session's daemon ever sees it.
 const KEYRING_PASSWORD: &[u8] = b"signet-test-keyring-password";
 const SECRETS_NAME: &str = "org.freedesktop.secrets";
@@ -510,78 +505,6 @@ fn tool_error(what: &str, out: &ToolOutput) -> String {
     format!("{what} failed ({}): {}", out.status, stderr.trim())
 }
 
-struct ToolOutput {
-    status: ExitStatus,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-}
-
-/// Runs a tool with a time bound. With `merged`, stderr goes into the same pipe as
-/// stdout, so lines keep the order the tool wrote them in (secret-tool writes
-/// attributes to stderr and flushes after each line).
-fn run_bounded(mut cmd: Command, stdin: Option<&[u8]>, merged: bool) -> Result<ToolOutput, String> {
-    let program = format!("{:?}", cmd.get_program());
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-    let (reader, writer) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
-    let err_pipe =
-        if merged { None } else { Some(std::io::pipe().map_err(|e| format!("pipe: {e}"))?) };
-    {
-        let stdout_writer = writer.try_clone().map_err(|e| format!("pipe: {e}"))?;
-        cmd.stdout(stdout_writer);
-    }
-    match &err_pipe {
-        Some((_, w)) => cmd.stderr(w.try_clone().map_err(|e| format!("pipe: {e}"))?),
-        None => cmd.stderr(writer.try_clone().map_err(|e| format!("pipe: {e}"))?),
-    };
-    let spawned = cmd.spawn();
-    // Our copies of the write ends must go, or the readers never see EOF.
-    drop(writer);
-    let (err_reader, err_writer) = match err_pipe {
-        Some((r, w)) => (Some(r), Some(w)),
-        None => (None, None),
-    };
-    drop(err_writer);
-    drop(cmd);
-    let mut child = spawned.map_err(|e| format!("cannot run {program}: {e}"))?;
-
-    if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        let data = data.to_vec();
-        thread::spawn(move || {
-            let _ = pipe.write_all(&data);
-        });
-    }
-    let out_thread = thread::spawn(move || {
-        let mut buf = Vec::new();
-        let mut reader = reader;
-        let _ = reader.read_to_end(&mut buf);
-        buf
-    });
-    let err_thread = err_reader.map(|mut r| {
-        thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = r.read_to_end(&mut buf);
-            buf
-        })
-    });
-
-    let deadline = Instant::now() + TOOL_TIMEOUT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(2)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("{program} did not finish within {}s", TOOL_TIMEOUT.as_secs()));
-            }
-            Err(e) => return Err(format!("waiting for {program}: {e}")),
-        }
-    };
-    let stdout = out_thread.join().unwrap_or_default();
-    let stderr = err_thread.map(|t| t.join().unwrap_or_default()).unwrap_or_default();
-    Ok(ToolOutput { status, stdout, stderr })
-}
-
 /// Parses `secret-tool search --all` output (stdout and stderr merged). Per item:
 /// `[path]`, `label = …`, `secret = …` (raw bytes, then a newline; absent when the
 /// item is locked), `created = …`, `modified = …`, `schema = …`, `attribute.K = V`.
@@ -632,63 +555,6 @@ fn parse_search(out: &[u8]) -> Vec<Item> {
     items
 }
 
-/// Whether this process can use the kernel keyring the way the agent does: a new
-/// session keyring, and a key added to it (`keyctl session - keyctl add …`). False on
-/// a kernel or sandbox (e.g. Docker's default seccomp) that blocks keyctl, or without
-/// the `keyctl` tool (Debian package: keyutils).
-pub fn keyutils_available() -> bool {
-    let mut cmd = Command::new("keyctl");
-    cmd.args(["session", "-", "keyctl", "add", "user", "signet-probe", "probe", "@s"]);
-    matches!(run_bounded(cmd, None, false), Ok(out) if out.status.success())
-}
-
-/// True when `SIGNET_REQUIRE_KEYRING` is set to something other than "" or "0".
-pub fn keyring_required() -> bool {
-    std::env::var("SIGNET_REQUIRE_KEYRING").is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-/// The SKIP policy. Available: true. Not available: a panic when SIGNET_REQUIRE_KEYRING
-/// is set (CI), else a visible `SKIP: <test>: <what>: not available on this machine`
-/// line on stderr and false, and the test returns early.
-pub fn require_or_skip(what: &str, available: bool) -> bool {
-    if available {
-        return true;
-    }
-    skip_or_fail(what, "not available on this machine");
-    false
-}
-
-/// The SKIP policy for a fallible start-up, e.g.
-/// `let Some(ss) = require_ok("Secret Service", SecretServiceSession::start()) else { return };`
-pub fn require_ok<T>(what: &str, result: Result<T, String>) -> Option<T> {
-    match result {
-        Ok(v) => Some(v),
-        Err(reason) => {
-            skip_or_fail(what, &reason);
-            None
-        }
-    }
-}
-
-fn skip_or_fail(what: &str, reason: &str) {
-    let test = thread::current().name().unwrap_or("<unnamed test>").to_string();
-    if keyring_required() {
-        panic!("{test}: {what} is required (SIGNET_REQUIRE_KEYRING is set) but unusable: {reason}");
-    }
-    let line =
-        format!("SKIP: {test}: {what}: {reason} (set SIGNET_REQUIRE_KEYRING=1 to fail instead)");
-    eprintln!("{line}");
-    // A test runner hides the output of tests that pass: keep every SKIP
-    // line in one file too, beside the binaries (target/<profile>/).
-    let log = crate::bin_dir().join("signet-skips.txt");
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
-        use std::io::Write as _;
-        // One write per line: tests run in parallel processes, and O_APPEND
-        // keeps a single write whole.
-        let _ = f.write_all(format!("{line}\n").as_bytes());
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -710,11 +576,5 @@ mod tests {
         assert_eq!(items[1].secret, b"s3cret");
         assert!(items[2].secret.is_empty());
         assert_eq!(items[2].attributes.get("id").map(String::as_str), Some("x3"));
-    }
-
-    #[test]
-    fn required_flag_parsing() {
-        // Reads the real environment: only checks that the call does not panic.
-        let _ = keyring_required();
     }
 }

@@ -1,0 +1,338 @@
+//! Supervising `signet-agent` for one test, and running `signet` against it.
+//!
+//! A [`TestEnv`] is a private world in a temporary directory: its own HOME,
+//! XDG directories and, for the Secret Service, its own D-Bus session bus
+//! with gnome-keyring unlocked by a throwaway password
+//! ([`SecretServiceSession`]). It starts `signet-agent -D` in it and runs
+//! `signet` against it with a clean environment, so nothing of the
+//! developer's session leaks in or out.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use crate::process::{Out, bin, run, wait_timeout};
+use crate::secret_service::SecretServiceSession;
+use crate::upstream::MaasServer;
+use crate::{keyutils, skip};
+
+/// Which keyring the agent of a [`TestEnv`] uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    SecretService,
+    Keyutils,
+}
+
+impl Backend {
+    fn flag(self) -> &'static str {
+        match self {
+            Backend::SecretService => "secret-service",
+            Backend::Keyutils => "keyutils",
+        }
+    }
+}
+
+/// A running `signet-agent -D`.
+pub struct AgentProc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl AgentProc {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+/// A private world for one test; see the module doc.
+pub struct TestEnv {
+    pub root: tempfile::TempDir,
+    pub backend: Backend,
+    pub session: Option<SecretServiceSession>,
+    pub agent: Option<AgentProc>,
+    /// Extra arguments for the agent (e.g. `--config`).
+    pub agent_args: Vec<String>,
+    starts: u32,
+}
+
+impl TestEnv {
+    /// A world whose agent uses `backend`, or `None` after a SKIP line when
+    /// the machine lacks it (a failure instead under SIGNET_REQUIRE_KEYRING).
+    pub fn new(backend: Backend) -> Option<TestEnv> {
+        let root = tempfile::Builder::new().prefix("signet-e2e.").tempdir().expect("tempdir");
+        let session = match backend {
+            Backend::SecretService => match SecretServiceSession::start() {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    skip::require_or_skip(&format!("Secret Service ({e})"), false);
+                    return None;
+                }
+            },
+            Backend::Keyutils => {
+                if !skip::require_or_skip(
+                    "kernel keyring (keyutils)",
+                    keyutils::keyutils_available(),
+                ) {
+                    return None;
+                }
+                None
+            }
+        };
+        let env =
+            TestEnv { root, backend, session, agent: None, agent_args: Vec::new(), starts: 0 };
+        for d in [env.home(), env.runtime_dir(), env.config_dir()] {
+            std::fs::create_dir_all(&d).expect("mkdir");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        }
+        Some(env)
+    }
+
+    /// [`TestEnv::new`] with the agent started.
+    pub fn started(backend: Backend) -> Option<TestEnv> {
+        let mut e = TestEnv::new(backend)?;
+        e.start_agent();
+        Some(e)
+    }
+
+    /// A started Secret Service world and a MAAS test server, the start of
+    /// most tests that talk to an API.
+    pub fn started_with_maas() -> Option<(TestEnv, MaasServer)> {
+        let env = TestEnv::started(Backend::SecretService)?;
+        Some((env, MaasServer::start()))
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.root.path().join("home")
+    }
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.root.path().join("run")
+    }
+    pub fn config_dir(&self) -> PathBuf {
+        self.root.path().join("config")
+    }
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.path().join("data/signet")
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.runtime_dir().join("signet/agent.sock")
+    }
+
+    /// The environment every process of this world gets, and nothing else.
+    pub fn base_env(&self) -> Vec<(String, String)> {
+        let mut v = vec![
+            ("PATH".to_string(), std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into())),
+            ("HOME".into(), self.home().display().to_string()),
+            ("XDG_RUNTIME_DIR".into(), self.runtime_dir().display().to_string()),
+            ("XDG_DATA_HOME".into(), self.root.path().join("data").display().to_string()),
+            ("XDG_CONFIG_HOME".into(), self.config_dir().display().to_string()),
+            // Debug logs help a failing test; a benchmark sets its own level.
+            ("SIGNET_LOG".into(), std::env::var("SIGNET_LOG").unwrap_or_else(|_| "debug".into())),
+        ];
+        if let Some(s) = &self.session {
+            v.extend(s.env().into_iter().filter(|(k, _)| k == "DBUS_SESSION_BUS_ADDRESS"));
+        }
+        v
+    }
+
+    /// A command for binary `name` with this world's environment.
+    pub fn command(&self, name: &str) -> Command {
+        let mut c = Command::new(bin(name));
+        c.env_clear().envs(self.base_env()).current_dir(self.root.path());
+        c
+    }
+
+    /// The agent command line this world uses, without `-D`.
+    pub fn agent_command(&self) -> Command {
+        let mut c = self.command("signet-agent");
+        c.arg("--store").arg(self.backend.flag()).args(&self.agent_args);
+        c
+    }
+
+    /// Starts `signet-agent -D` and waits until it accepts connections.
+    pub fn start_agent(&mut self) {
+        assert!(self.agent.is_none(), "agent already running");
+        self.starts += 1;
+        let log = self.root.path().join(format!("agent.{}.log", self.starts));
+        let mut child = self
+            .agent_command()
+            .arg("-D")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn signet-agent");
+        // -D prints the eval lines once it is ready, as the detached agent does.
+        let mut first = String::new();
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let _ = out.read_line(&mut first);
+        if !first.starts_with("SIGNET_AUTH_SOCK=") {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "signet-agent did not start: stdout {first:?}, log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        // Keep draining stdout so the agent never blocks on it.
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut out, &mut std::io::sink());
+        });
+        self.agent = Some(AgentProc { child, log });
+    }
+
+    /// SIGTERM, and waits; returns the exit status.
+    pub fn stop_agent(&mut self) -> ExitStatus {
+        let mut a = self.agent.take().expect("no agent");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(a.pid()),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        wait_timeout(&mut a.child, Duration::from_secs(15)).expect("agent did not stop on SIGTERM")
+    }
+
+    /// SIGKILL, and waits.
+    pub fn kill_agent(&mut self) {
+        let mut a = self.agent.take().expect("no agent");
+        let _ = a.child.kill();
+        let _ = a.child.wait();
+    }
+
+    pub fn restart_agent(&mut self) {
+        self.stop_agent();
+        self.start_agent();
+    }
+
+    /// The agent's log so far.
+    pub fn agent_log(&self) -> String {
+        self.agent
+            .as_ref()
+            .map(|a| std::fs::read_to_string(&a.log).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// A command for `signet` pointed at this world's agent, for a test that
+    /// needs the process itself (to feed it from a pipe, sample it, or kill it).
+    pub fn signet_command(&self) -> Command {
+        let mut c = self.command("signet");
+        c.env("SIGNET_AUTH_SOCK", self.socket());
+        c
+    }
+
+    /// Runs `signet ARGS` with empty stdin.
+    pub fn signet(&self, args: &[&str]) -> Out {
+        self.signet_in(args, b"")
+    }
+
+    /// Runs `signet ARGS` with `stdin` as standard input.
+    pub fn signet_in(&self, args: &[&str], stdin: &[u8]) -> Out {
+        run(self.signet_command().args(args), stdin)
+    }
+
+    /// `signet add NAME --kind KIND --url URL EXTRA…` with the secret on
+    /// stdin, as a person types it; the outcome, whatever it is.
+    pub fn try_add(&self, name: &str, kind: &str, url: &str, secret: &str, extra: &[&str]) -> Out {
+        let mut args = vec!["add", name, "--kind", kind, "--url", url];
+        args.extend_from_slice(extra);
+        self.signet_in(&args, format!("{secret}\n").as_bytes())
+    }
+
+    /// Adds a token, asserting success.
+    #[track_caller]
+    pub fn add(&self, name: &str, kind: &str, url: &str, secret: &str, extra: &[&str]) {
+        self.try_add(name, kind, url, secret, extra).ok();
+    }
+
+    /// `signet sign ARGS`, asserting success: the printed header lines.
+    #[track_caller]
+    pub fn sign_lines(&self, args: &[&str]) -> Vec<String> {
+        let mut full = vec!["sign"];
+        full.extend_from_slice(args);
+        let out = self.signet(&full);
+        let lines: Vec<String> = out.ok().lines().map(str::to_string).collect();
+        assert!(!lines.is_empty(), "sign printed nothing: {out:#?}");
+        lines
+    }
+
+    /// The one header line `signet sign ARGS` prints.
+    #[track_caller]
+    pub fn sign_line(&self, args: &[&str]) -> String {
+        let lines = self.sign_lines(args);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        lines.into_iter().next().unwrap_or_default()
+    }
+
+    /// `signet request ARGS` with its output parsed as JSON (the test servers'
+    /// echo endpoints answer JSON).
+    #[track_caller]
+    pub fn request_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut full = vec!["request"];
+        full.extend_from_slice(args);
+        self.signet(&full).json()
+    }
+
+    /// The index file, parsed.
+    pub fn index(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.data_dir().join("index.json")).expect("index.json");
+        serde_json::from_str(&text).expect("index.json is JSON")
+    }
+
+    /// The keyring service under which this agent keeps its secrets.
+    pub fn keyring_service(&self) -> String {
+        format!("signet:{}", self.index()["store_id"].as_str().expect("store_id"))
+    }
+
+    /// Every Secret Service item of this agent: (token id, secret).
+    pub fn keyring_items(&self) -> Vec<(String, Vec<u8>)> {
+        let s = self.session.as_ref().expect("Secret Service world");
+        let service = self.keyring_service();
+        s.search(&[("service", service.as_str())])
+            .into_iter()
+            .map(|i| (i.attributes.get("username").cloned().unwrap_or_default(), i.secret))
+            .collect()
+    }
+
+    /// Every file under the data directory, with its bytes.
+    pub fn data_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.data_dir()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if let Ok(b) = std::fs::read(&p) {
+                    out.push((p, b));
+                }
+            }
+        }
+        out
+    }
+
+    /// Writes the agent's config file.
+    pub fn write_config(&self, toml: &str) {
+        let d = self.config_dir().join("signet");
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::fs::write(d.join("config.toml"), toml).expect("write config");
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if let Some(mut a) = self.agent.take() {
+            let _ = a.child.kill();
+            let _ = a.child.wait();
+            if std::thread::panicking() {
+                eprintln!(
+                    "--- agent log ---\n{}",
+                    std::fs::read_to_string(&a.log).unwrap_or_default()
+                );
+            }
+        }
+    }
+}
