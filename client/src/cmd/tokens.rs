@@ -3,9 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use signet_client::{AddToken, Client, TokenKind, TokenParams};
+use signet_client::{Client, NewToken, SignatureMethod, TlsOptions, TokenKind, TokenParams};
 use signet_proto::expiry::parse_expiry;
-use signet_proto::token::{SignatureMethod, TlsOptions, normalize_base_url};
+use signet_proto::token::normalize_base_url;
 
 use crate::{Failed, input, name_ok, output, report};
 
@@ -81,7 +81,7 @@ pub fn add(socket: Option<&Path>, a: AddArgs) -> Result<(), Failed> {
     let mut client = Client::connect(socket)?;
     let secret = input::read_secret(a.kind, &a.name)?;
     signet_proto::secret::validate(a.kind, &secret).map_err(|e| Failed::usage(e.to_string()))?;
-    let added = client.add(AddToken {
+    let added = client.add(NewToken {
         name: a.name,
         kind: a.kind,
         url: a.url,
