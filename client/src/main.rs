@@ -44,6 +44,7 @@ enum Command {
     /// Show the agent's status.
     Status(cmd::tokens::JsonArg),
     /// Print the header lines that authenticate a request.
+    #[command(allow_missing_positional = true)]
     Sign(cmd::http::SignArgs),
     /// Have the agent perform a request; the response body goes to stdout.
     Request(cmd::http::RequestArgs),

@@ -10,16 +10,21 @@ use signet_client::{Client, HttpRequest, client_error};
 
 use crate::{Failed, name_ok};
 
+// `NAME [METHOD] URL` puts an optional positional before a required one,
+// which clap accepts only with `allow_missing_positional` on the command.
 #[derive(Args)]
 pub struct SignArgs {
+    /// The token to sign with.
     name: String,
-    /// [METHOD] URL: the method defaults to GET; a relative URL is joined to
-    /// the token's base URL.
-    #[arg(num_args = 1..=2, required = true, value_names = ["METHOD", "URL"])]
-    target: Vec<String>,
+    /// The request's method.
+    #[arg(default_value = "GET")]
+    method: String,
+    /// The request's URL; a relative URL is joined to the token's base URL.
+    url: String,
     /// A form parameter the signature covers (OAuth HMAC), K=V.
     #[arg(long = "form", value_name = "K=V")]
     form: Vec<String>,
+    /// Print JSON for scripts: {"headers": [{"name": N, "value": V}]}.
     #[arg(long)]
     json: bool,
 }
@@ -30,11 +35,6 @@ fn io_failed(what: &str, e: io::Error) -> Failed {
 
 pub fn sign(socket: Option<&Path>, a: SignArgs) -> Result<(), Failed> {
     name_ok(&a.name)?;
-    let (method, url) = match a.target.as_slice() {
-        [url] => ("GET", url.as_str()),
-        [m, url] => (m.as_str(), url.as_str()),
-        _ => return Err(Failed::usage("expected [METHOD] URL")),
-    };
     let mut form = Vec::with_capacity(a.form.len());
     for kv in &a.form {
         form.push(
@@ -42,7 +42,7 @@ pub fn sign(socket: Option<&Path>, a: SignArgs) -> Result<(), Failed> {
                 .ok_or_else(|| Failed::usage(format!("--form {kv}: expected K=V")))?,
         );
     }
-    let headers = Client::connect(socket)?.sign(&a.name, method, url, &form)?;
+    let headers = Client::connect(socket)?.sign(&a.name, &a.method, &a.url, &form)?;
     let mut out = io::stdout().lock();
     let written = if a.json {
         let items: Vec<_> = headers
@@ -62,6 +62,7 @@ pub fn sign(socket: Option<&Path>, a: SignArgs) -> Result<(), Failed> {
 
 #[derive(Args)]
 pub struct RequestArgs {
+    /// The token to authenticate with.
     name: String,
     /// The URL; relative URLs are joined to the token's base URL.
     url: String,
