@@ -24,41 +24,45 @@ pub enum MaasCmd {
     /// The account's tokens on the server: names and keys, never secrets.
     Tokens(NameJson),
     /// Have the server mint a token and store it as NEW.
-    CreateToken(CreateArgs),
+    CreateToken(MaasCreateArgs),
     /// Delete a server token by its key.
-    DeleteToken(DeleteArgs),
+    DeleteToken(MaasDeleteArgs),
     /// Rename a server token (TOKEN: the whole token or its key).
-    RenameToken(RenameArgs),
+    RenameToken(MaasRenameArgs),
 }
 
 #[derive(Subcommand)]
 pub enum VmsCmd {
     /// Have VMS mint an API token and store it as NEW.
-    CreateToken(CreateArgs),
+    CreateToken(VmsCreateArgs),
     /// The API tokens on the server: never secrets.
     Tokens(NameJson),
     /// Rename a server token.
-    RenameToken(RenameArgs),
+    RenameToken(VmsRenameArgs),
     /// Revoke a server token by id.
-    RevokeToken(DeleteArgs),
+    RevokeToken(VmsRevokeArgs),
 }
 
 #[derive(Args)]
 pub struct LoginArgs {
+    /// The local name for the token.
     name: String,
     /// The MAAS URL, e.g. http://maas.example:5240/MAAS/
     url: String,
     /// Log in with this user's password instead of an API key.
-    #[arg(long)]
+    #[arg(long, value_name = "USER")]
     username: Option<String>,
     /// Store the key without checking it with whoami.
     #[arg(long)]
     no_verify: bool,
+    /// Do not verify the server's TLS certificate.
     #[arg(long, conflicts_with = "cacert")]
     insecure: bool,
+    /// Trust the CA certificates (PEM) in FILE for this token.
     #[arg(long, value_name = "FILE")]
     cacert: Option<PathBuf>,
-    #[arg(long)]
+    /// A note for yourself, shown by list --json and show.
+    #[arg(long, value_name = "TEXT")]
     comment: Option<String>,
 }
 
@@ -70,30 +74,47 @@ pub struct ImportArgs {
     /// Erase the imported credentials from that file afterwards.
     #[arg(long)]
     scrub: bool,
+    /// Print JSON for scripts: one item per profile.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Args)]
 pub struct NameJson {
+    /// The local token to authenticate with.
     name: String,
+    /// Print JSON for scripts.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Args)]
-pub struct CreateArgs {
+pub struct MaasCreateArgs {
     /// The local token to authenticate with.
     name: String,
     /// The local name for the new token.
     new: String,
     /// The token's name on the server.
-    #[arg(long)]
+    #[arg(long, value_name = "T")]
     token_name: Option<String>,
-    /// VMS: expiry (e.g. 30D, 12h).
+    /// Print the new token once.
+    #[arg(long)]
+    show: bool,
+}
+
+#[derive(Args)]
+pub struct VmsCreateArgs {
+    /// The local token to authenticate with.
+    name: String,
+    /// The local name for the new token.
+    new: String,
+    /// The token's name on the server.
+    #[arg(long, value_name = "T")]
+    token_name: Option<String>,
+    /// Expiry: a number and a unit (Y M w d h m s, e.g. 30D) or an RFC 3339 time.
     #[arg(long, value_name = "DUR")]
     expires: Option<String>,
-    /// VMS: mint for another user.
+    /// Mint the token for this user instead of yourself.
     #[arg(long, value_name = "USER")]
     owner: Option<String>,
     /// Print the new token once.
@@ -102,24 +123,50 @@ pub struct CreateArgs {
 }
 
 #[derive(Args)]
-pub struct DeleteArgs {
+pub struct MaasDeleteArgs {
+    /// The local token to authenticate with.
     name: String,
-    /// MAAS: the token key; VMS: the token id.
-    token: String,
+    /// The server token's key, as `maas tokens` lists it.
+    token_key: String,
     /// Allow deleting the very token NAME uses (NAME is then removed too).
     #[arg(long)]
     force: bool,
 }
 
 #[derive(Args)]
-pub struct RenameArgs {
+pub struct VmsRevokeArgs {
+    /// The local token to authenticate with.
     name: String,
+    /// The server token's id, as `vms tokens` lists it.
+    id: String,
+    /// Allow revoking the very token NAME uses (NAME is then removed too).
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+pub struct MaasRenameArgs {
+    /// The local token to authenticate with.
+    name: String,
+    /// The server token: the whole token or its key.
     token: String,
+    /// Its new name on the server.
     new_token_name: String,
 }
 
 #[derive(Args)]
+pub struct VmsRenameArgs {
+    /// The local token to authenticate with.
+    name: String,
+    /// The server token's id, as `vms tokens` lists it.
+    id: String,
+    /// Its new name on the server.
+    new_name: String,
+}
+
+#[derive(Args)]
 pub struct RotateArgs {
+    /// The local token (maas or api-token) whose secret is replaced.
     name: String,
 }
 
@@ -146,9 +193,6 @@ pub fn maas(socket: Option<&Path>, cmd: MaasCmd) -> Result<(), Failed> {
         MaasCmd::CreateToken(a) => {
             name_ok(&a.name)?;
             name_ok(&a.new)?;
-            if a.expires.is_some() || a.owner.is_some() {
-                return Err(Failed::usage("--expires and --owner apply to VMS tokens only"));
-            }
             let req = NewMaasToken {
                 name: a.name,
                 new_name: a.new,
@@ -160,8 +204,8 @@ pub fn maas(socket: Option<&Path>, cmd: MaasCmd) -> Result<(), Failed> {
         }
         MaasCmd::DeleteToken(a) => {
             name_ok(&a.name)?;
-            Client::connect(socket)?.maas_delete_token(&a.name, &a.token, a.force)?;
-            eprintln!("Server token deleted: {}", a.token);
+            Client::connect(socket)?.maas_delete_token(&a.name, &a.token_key, a.force)?;
+            eprintln!("Server token deleted: {}", a.token_key);
             Ok(())
         }
         MaasCmd::RenameToken(a) => {
@@ -199,13 +243,13 @@ pub fn vms(socket: Option<&Path>, cmd: VmsCmd) -> Result<(), Failed> {
         }
         VmsCmd::RenameToken(a) => {
             name_ok(&a.name)?;
-            Client::connect(socket)?.vms_rename_token(&a.name, &a.token, &a.new_token_name)?;
+            Client::connect(socket)?.vms_rename_token(&a.name, &a.id, &a.new_name)?;
             Ok(())
         }
         VmsCmd::RevokeToken(a) => {
             name_ok(&a.name)?;
-            Client::connect(socket)?.vms_revoke_token(&a.name, &a.token, a.force)?;
-            eprintln!("Server token revoked: {}", a.token);
+            Client::connect(socket)?.vms_revoke_token(&a.name, &a.id, a.force)?;
+            eprintln!("Server token revoked: {}", a.id);
             Ok(())
         }
     }

@@ -32,6 +32,7 @@ pub struct AddArgs {
     /// Allow `signet sign` to return headers that contain the secret itself.
     #[arg(long)]
     exportable: bool,
+    /// A note for yourself, shown by list --json and show.
     #[arg(long, value_name = "TEXT")]
     comment: Option<String>,
     /// basic: the user name.
@@ -118,7 +119,9 @@ pub fn list(socket: Option<&Path>, a: JsonArg) -> Result<(), Failed> {
 
 #[derive(Args)]
 pub struct ShowArgs {
+    /// The token to show.
     name: String,
+    /// Print JSON for scripts, with the kind's settings.
     #[arg(long)]
     json: bool,
 }
@@ -165,7 +168,9 @@ pub fn rm(socket: Option<&Path>, a: RmArgs) -> Result<(), Failed> {
 
 #[derive(Args)]
 pub struct RenameArgs {
+    /// The token's current name.
     old: String,
+    /// Its new name.
     new: String,
 }
 
