@@ -338,7 +338,7 @@ impl Client {
         req: HttpRequest,
         body: Option<&mut dyn Read>,
     ) -> Result<PerformResponse<'_>, ClientError> {
-        let timeout_secs = req.timeout.map(|t| t.as_secs() + u64::from(t.subsec_nanos() > 0));
+        let timeout_secs = req.timeout.map(whole_seconds);
         let wire = PerformRequest {
             name: req.name,
             method: req.method,
@@ -578,6 +578,12 @@ impl Client {
     }
 }
 
+/// The wire counts timeouts in seconds; rounding down would turn a short
+/// timeout into none at all.
+fn whole_seconds(d: Duration) -> u64 {
+    d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0))
+}
+
 fn unexpected(r: &Response) -> ClientError {
     let what = match r {
         Response::Hello { .. } => "Hello",
@@ -657,5 +663,50 @@ pub fn client_error(e: io::Error) -> Result<ClientError, io::Error> {
         }
     } else {
         Err(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_a_secret() {
+        let mut token = NewToken::new(
+            "m1",
+            TokenKind::Maas,
+            "http://h/MAAS/",
+            Secret::from_str_value("ck:tk:VerySecret"),
+        );
+        token.comment = Some("c".into());
+        let login =
+            MaasLoginParams::new("m1", "http://h/MAAS/", Secret::from_str_value("VerySecret"));
+        let header = SignedHeader {
+            name: "Authorization".into(),
+            value: Secret::from_str_value("Bearer VerySecret"),
+        };
+        for dbg in [format!("{token:?}"), format!("{login:?}"), format!("{header:?}")] {
+            assert!(!dbg.contains("VerySecret"), "{dbg}");
+        }
+    }
+
+    #[test]
+    fn timeouts_round_up_to_whole_seconds() {
+        assert_eq!(whole_seconds(Duration::from_secs(30)), 30);
+        assert_eq!(whole_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(whole_seconds(Duration::from_millis(1500)), 2);
+        assert_eq!(whole_seconds(Duration::ZERO), 0);
+        assert_eq!(whole_seconds(Duration::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn every_error_has_its_exit_code() {
+        let agent = |code| ClientError::Agent(Failure::new(code, "x"));
+        assert_eq!(ClientError::NoAgent("x".into()).exit_code(), 3);
+        assert_eq!(ClientError::Connection("x".into()).exit_code(), 1);
+        assert_eq!(ClientError::Usage("x".into()).exit_code(), 2);
+        assert_eq!(agent(ErrorCode::Policy).exit_code(), 5);
+        assert_eq!(agent(ErrorCode::Store).exit_code(), 6);
+        assert_eq!(agent(ErrorCode::Upstream).exit_code(), 7);
     }
 }
