@@ -2,7 +2,7 @@
 //! from a no-echo prompt on the terminal. Never from argv or the
 //! environment, where other processes and shell history can see them.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 
 use signet_client::{Secret, TokenKind};
 use zeroize::Zeroizing;
@@ -13,16 +13,11 @@ use crate::Failed;
 /// by accident): refuse it rather than send it to the keyring.
 const MAX_SECRET: usize = 64 * 1024;
 
-fn stdin_is_terminal() -> bool {
-    // SAFETY: isatty only inspects the descriptor.
-    unsafe { libc::isatty(0) == 1 }
-}
-
 /// Reads the secret of a `kind` token: one line (two for `oauth1`), the
 /// final newline stripped.
 pub fn read_secret(kind: TokenKind, what: &str) -> Result<Secret, Failed> {
     let lines = if kind == TokenKind::Oauth1 { 2 } else { 1 };
-    if stdin_is_terminal() {
+    if std::io::stdin().is_terminal() {
         let prompts: &[&str] =
             if lines == 2 { &["Consumer secret", "Token secret"] } else { &["Secret"] };
         let mut out = Zeroizing::new(String::new());

@@ -1,29 +1,75 @@
 //! A small synchronous client for signet-agent.
 //!
+//! The agent keeps API tokens in the OS keyring and signs or performs HTTP
+//! requests with them; this crate is how a Rust program asks it to. Every
+//! operation of the `signet` command is one method on [`Client`], and each
+//! answers with a plain typed value. How the requests travel (the frames and
+//! messages of `docs/protocol.md`) is this crate's business, not the caller's.
+//!
 //! ```no_run
-//! let mut c = signet_client::Client::connect(None)?;
-//! for t in c.list()? {
-//!     println!("{} {}", t.name, t.url);
+//! use std::io::Read;
+//!
+//! use signet_client::{Client, HttpRequest};
+//!
+//! let mut agent = Client::connect(None)?;
+//! for t in agent.list()? {
+//!     println!("{} {} {}", t.name, t.kind, t.url);
 //! }
-//! # Ok::<(), signet_client::ClientError>(())
+//! // The agent makes the call: the secret never enters this process.
+//! let mut resp = agent.perform(HttpRequest::new("maas", "GET", "users/?op=whoami"), None)?;
+//! let mut body = String::new();
+//! resp.read_to_string(&mut body)?;
+//! println!("{} {}", resp.head.status, body);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! The agent is found through `SIGNET_AUTH_SOCK` (or an explicit path),
 //! exactly as ssh-agent's clients find `SSH_AUTH_SOCK`. No async runtime:
 //! a call is a blocking write and read on a Unix socket. Every error maps to
-//! one of the exit codes of the `signet` command ([`ClientError::exit_code`]).
+//! one of the exit codes of the `signet` command (the table in the README),
+//! so a tool built on this crate can exit as `signet` would:
+//!
+//! ```
+//! use std::path::Path;
+//!
+//! use signet_client::{Client, ClientError, ErrorCode, Failure};
+//!
+//! // Nothing listens there: "no agent" is exit code 3, with a hint to start one.
+//! match Client::connect(Some(Path::new("/nonexistent/signet/agent.sock"))) {
+//!     Err(e) => {
+//!         assert_eq!(e.exit_code(), 3);
+//!         assert!(e.hint().is_some_and(|h| h.contains("signet-agent")));
+//!     }
+//!     Ok(_) => unreachable!("no agent can listen in a directory that does not exist"),
+//! }
+//!
+//! // A failure the agent reports keeps its class: an unknown token is 4.
+//! let e = ClientError::Agent(Failure::new(ErrorCode::NoSuchToken, "no token named `m1`"));
+//! assert_eq!(e.exit_code(), 4);
+//! assert_eq!(e.to_string(), "no token named `m1`");
+//! ```
+
+#![warn(missing_docs)]
+
+mod types;
 
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use signet_proto::expiry::Expiry;
 use signet_proto::frame::{FrameError, encode_frame, read_frame, write_frame};
 pub use signet_proto::{
-    AccountInfo, AddToken, Chunk, ErrorCode, Failure, ImportOutcome, LifecycleOp, MAX_CHUNK,
-    MaasLogin, PROTOCOL_VERSION, PerformRequest, Request, Response, ResponseHead, Secret,
-    ServerToken, Service, SignRequest, StatusInfo, TokenInfo, TokenKind, TokenParams,
-    agent_version_string,
+    AccountInfo, ErrorCode, Failure, ImportOutcome, ResponseHead, Secret, ServerToken,
+    SignatureMethod, StatusInfo, TlsOptions, TokenInfo, TokenKind, TokenParams,
+};
+use signet_proto::{
+    Chunk, LifecycleOp, MAX_CHUNK, MaasLogin, PROTOCOL_VERSION, PerformRequest, Request, Response,
+    Service, SignRequest, agent_version_string,
+};
+pub use types::{
+    HttpRequest, MaasLoginParams, Minted, NewMaasToken, NewToken, NewVmsToken, SignedHeader,
 };
 use zeroize::Zeroizing;
 
@@ -33,28 +79,41 @@ pub const SOCKET_ENV: &str = "SIGNET_AUTH_SOCK";
 /// How to start an agent, for messages.
 pub const START_HINT: &str = "start one with: eval \"$(signet-agent)\"";
 
-/// Why a call failed.
+/// How long a call waits for the agent before giving up: a hung agent must
+/// not hang a script forever.
+const CALL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Why a call failed. [`ClientError::exit_code`] gives the exit code the
+/// `signet` command ends with for it.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// No agent to talk to: not configured, no socket, refused, or the
-    /// agent speaks another protocol version.
+    /// agent speaks another protocol version (exit 3).
     #[error("{0}")]
     NoAgent(String),
-    /// The agent answered with a failure.
+    /// The agent answered with a failure; its [`ErrorCode`] decides the exit
+    /// code.
     #[error("{}", .0.message)]
     Agent(Failure),
-    /// The connection broke or the agent sent something unreadable.
+    /// The connection broke or the agent sent something unreadable (exit 1).
     #[error("{0}")]
     Connection(String),
+    /// The caller's input cannot be sent as it is, such as a path that is
+    /// not UTF-8 (exit 2). The agent was not asked.
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl ClientError {
-    /// The exit code of SPEC §4 for this error.
+    /// The exit code of the `signet` command for this error: 1 other, 2
+    /// usage, 3 no agent, 4 no such token, 5 refused by policy, 6 keyring
+    /// failure, 7 upstream unreachable.
     pub fn exit_code(&self) -> i32 {
         match self {
             ClientError::NoAgent(_) => 3,
             ClientError::Agent(f) => f.code.exit_code(),
             ClientError::Connection(_) => 1,
+            ClientError::Usage(_) => 2,
         }
     }
 
@@ -63,12 +122,20 @@ impl ClientError {
         match self {
             ClientError::NoAgent(_) => Some(START_HINT),
             ClientError::Agent(f) => f.hint.as_deref(),
-            ClientError::Connection(_) => None,
+            ClientError::Connection(_) | ClientError::Usage(_) => None,
         }
     }
 }
 
 /// The agent's socket: `explicit`, else `$SIGNET_AUTH_SOCK`.
+///
+/// ```
+/// use std::path::Path;
+///
+/// let p = signet_client::socket_path(Some(Path::new("/run/user/1000/signet/agent.sock")))?;
+/// assert_eq!(p, Path::new("/run/user/1000/signet/agent.sock"));
+/// # Ok::<(), signet_client::ClientError>(())
+/// ```
 pub fn socket_path(explicit: Option<&Path>) -> Result<PathBuf, ClientError> {
     if let Some(p) = explicit {
         return Ok(p.to_path_buf());
@@ -88,7 +155,8 @@ fn frame_error(e: FrameError) -> ClientError {
     }
 }
 
-/// A connection to the agent.
+/// A connection to the agent. One call at a time; a connection serves as
+/// many calls as the caller likes.
 pub struct Client {
     /// Reads are buffered: a small frame costs one read, not two.
     stream: BufReader<UnixStream>,
@@ -100,7 +168,7 @@ pub struct Client {
 
 impl Client {
     /// Connects to the agent at `explicit` or `$SIGNET_AUTH_SOCK`. The
-    /// `Hello` handshake completes with the first call (or [`Client::handshake`]);
+    /// handshake completes with the first call (or [`Client::handshake`]);
     /// a protocol mismatch is reported there as [`ClientError::NoAgent`].
     pub fn connect(explicit: Option<&Path>) -> Result<Client, ClientError> {
         let path = socket_path(explicit)?;
@@ -114,8 +182,7 @@ impl Client {
             };
             ClientError::NoAgent(format!("cannot reach the agent at {}: {why}", path.display()))
         })?;
-        // A hung agent must not hang a script forever.
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
+        let _ = stream.set_read_timeout(Some(CALL_TIMEOUT));
         let hello =
             Request::Hello { version: PROTOCOL_VERSION, software: agent_version_string("signet") };
         Ok(Client {
@@ -125,7 +192,9 @@ impl Client {
         })
     }
 
-    /// Completes the handshake now, if no call has yet.
+    /// Completes the handshake now, if no call has yet: to learn
+    /// [`Client::agent_software`], or whether the agent speaks this client's
+    /// protocol, before asking anything.
     pub fn handshake(&mut self) -> Result<(), ClientError> {
         if let Some(hello) = self.pending_hello.take() {
             self.stream.get_mut().write_all(&hello).map_err(|e| frame_error(e.into()))?;
@@ -151,15 +220,15 @@ impl Client {
         }
     }
 
-    /// `signet-agent/<version>` as the agent announced itself (once the
-    /// handshake is done).
+    /// `signet-agent/<version>` as the agent announced itself; empty until
+    /// the handshake is done.
     pub fn agent_software(&self) -> &str {
         &self.agent_software
     }
 
-    /// Sends one request and reads its answer. A [`Response::Failure`]
+    /// Sends one request and reads its answer; a failure the agent reports
     /// becomes [`ClientError::Agent`].
-    pub fn call(&mut self, req: &Request) -> Result<Response, ClientError> {
+    fn call(&mut self, req: &Request) -> Result<Response, ClientError> {
         match self.pending_hello.take() {
             None => write_frame(self.stream.get_mut(), req).map_err(frame_error)?,
             Some(hello) => {
@@ -179,13 +248,22 @@ impl Client {
         }
     }
 
-    pub fn add(&mut self, add: AddToken) -> Result<TokenInfo, ClientError> {
-        match self.call(&Request::Add(Box::new(add)))? {
+    fn lifecycle(&mut self, op: LifecycleOp) -> Result<Response, ClientError> {
+        self.call(&Request::Lifecycle(op))
+    }
+
+    /// Adds a token (`signet add`); answered with what the agent stored.
+    /// The agent checks the name, URL and secret shape again, whatever this
+    /// client checked.
+    pub fn add(&mut self, token: NewToken) -> Result<TokenInfo, ClientError> {
+        match self.call(&Request::Add(Box::new(token.into_wire())))? {
             Response::Token(t) => Ok(t),
             other => Err(unexpected(&other)),
         }
     }
 
+    /// Every token of the caller, sorted by name (`signet list`). Never a
+    /// secret.
     pub fn list(&mut self) -> Result<Vec<TokenInfo>, ClientError> {
         match self.call(&Request::List)? {
             Response::Tokens(t) => Ok(t),
@@ -193,6 +271,7 @@ impl Client {
         }
     }
 
+    /// One token's metadata (`signet show`).
     pub fn show(&mut self, name: &str) -> Result<TokenInfo, ClientError> {
         match self.call(&Request::Show { name: name.into() })? {
             Response::Token(t) => Ok(t),
@@ -200,6 +279,7 @@ impl Client {
         }
     }
 
+    /// Removes a token and its secret (`signet rm`).
     pub fn remove(&mut self, name: &str) -> Result<(), ClientError> {
         match self.call(&Request::Remove { name: name.into() })? {
             Response::Ok => Ok(()),
@@ -207,6 +287,7 @@ impl Client {
         }
     }
 
+    /// Renames a token (`signet rename`); its secret is not touched.
     pub fn rename(&mut self, old: &str, new: &str) -> Result<TokenInfo, ClientError> {
         match self.call(&Request::Rename { old: old.into(), new: new.into() })? {
             Response::Token(t) => Ok(t),
@@ -214,10 +295,36 @@ impl Client {
         }
     }
 
-    /// The header lines that authenticate a request (`signet sign`).
-    pub fn sign(&mut self, req: SignRequest) -> Result<Vec<(String, Secret)>, ClientError> {
+    /// The agent's pid, version, store and token count (`signet status`).
+    pub fn status(&mut self) -> Result<StatusInfo, ClientError> {
+        match self.call(&Request::Status)? {
+            Response::Status(s) => Ok(s),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The header lines that authenticate a `method` request to `url` with
+    /// the token `name` (`signet sign`). `url` is absolute, or relative to
+    /// the token's base URL; `form` lists the form parameters an OAuth HMAC
+    /// signature covers. A header that contains the secret itself comes
+    /// back only for a token added as exportable.
+    pub fn sign(
+        &mut self,
+        name: &str,
+        method: &str,
+        url: &str,
+        form: &[(&str, &str)],
+    ) -> Result<Vec<SignedHeader>, ClientError> {
+        let req = SignRequest {
+            name: name.into(),
+            method: method.into(),
+            url: url.into(),
+            form: form.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
         match self.call(&Request::Sign(req))? {
-            Response::Signed(h) => Ok(h),
+            Response::Signed(h) => {
+                Ok(h.into_iter().map(|(name, value)| SignedHeader { name, value }).collect())
+            }
             other => Err(unexpected(&other)),
         }
     }
@@ -228,18 +335,28 @@ impl Client {
     /// before using this client again.
     pub fn perform(
         &mut self,
-        mut req: PerformRequest,
+        req: HttpRequest,
         body: Option<&mut dyn Read>,
     ) -> Result<PerformResponse<'_>, ClientError> {
-        req.has_body = body.is_some();
-        let timeout = req.timeout_secs;
-        match self.call(&Request::Perform(req))? {
+        let timeout_secs = req.timeout.map(whole_seconds);
+        let wire = PerformRequest {
+            name: req.name,
+            method: req.method,
+            url: req.url,
+            headers: req.headers,
+            has_body: body.is_some(),
+            body_len: body.is_some().then_some(req.body_len).flatten(),
+            timeout_secs,
+        };
+        match self.call(&Request::Perform(wire))? {
             Response::Proceed => {}
             other => return Err(unexpected(&other)),
         }
         // The agent waits for upstream as long as the request allows.
-        let _ =
-            self.stream.get_ref().set_read_timeout(timeout.map(|t| Duration::from_secs(t + 30)));
+        let _ = self
+            .stream
+            .get_ref()
+            .set_read_timeout(timeout_secs.map(|t| Duration::from_secs(t.saturating_add(30))));
         if let Some(body) = body {
             let mut buf = vec![0u8; MAX_CHUNK];
             loop {
@@ -267,25 +384,204 @@ impl Client {
         }
     }
 
-    /// `signet maas login`: answered with the stored token.
-    pub fn maas_login(&mut self, login: MaasLogin) -> Result<TokenInfo, ClientError> {
-        match self.call(&Request::MaasLogin(Box::new(login)))? {
+    /// Stores a MAAS API key, or has the agent obtain one with a user name
+    /// and password (`signet maas login`); answered with the stored token.
+    pub fn maas_login(&mut self, login: MaasLoginParams) -> Result<TokenInfo, ClientError> {
+        let wire = MaasLogin {
+            name: login.name,
+            url: login.url,
+            username: login.username,
+            secret: login.secret,
+            verify: login.verify,
+            tls: login.tls,
+            comment: login.comment,
+        };
+        match self.call(&Request::MaasLogin(Box::new(wire)))? {
             Response::Token(t) => Ok(t),
             other => Err(unexpected(&other)),
         }
     }
 
-    /// A server-side token operation; the answer depends on the operation.
-    pub fn lifecycle(&mut self, op: LifecycleOp) -> Result<Response, ClientError> {
-        self.call(&Request::Lifecycle(op))
-    }
-
-    pub fn status(&mut self) -> Result<StatusInfo, ClientError> {
-        match self.call(&Request::Status)? {
-            Response::Status(s) => Ok(s),
+    /// Imports the profiles of a MAAS CLI database (`~/.maascli.db`) into
+    /// the keyring (`signet maas import`); with `scrub`, erases the imported
+    /// keys from that file. The agent opens the file, so a relative `db` is
+    /// made absolute here, against this process's working directory.
+    pub fn maas_import(
+        &mut self,
+        db: &Path,
+        scrub: bool,
+    ) -> Result<Vec<ImportOutcome>, ClientError> {
+        let db = std::path::absolute(db)
+            .map_err(|e| ClientError::Usage(format!("{}: {e}", db.display())))?;
+        let db = db
+            .to_str()
+            .ok_or_else(|| {
+                ClientError::Usage(format!("{}: the path is not valid UTF-8", db.display()))
+            })?
+            .to_string();
+        match self.lifecycle(LifecycleOp::MaasImport { db, scrub })? {
+            Response::Imported(items) => Ok(items),
             other => Err(unexpected(&other)),
         }
     }
+
+    /// Who the MAAS token `name` authenticates as (`signet maas whoami`).
+    pub fn maas_whoami(&mut self, name: &str) -> Result<AccountInfo, ClientError> {
+        match self.lifecycle(LifecycleOp::Whoami { name: name.into() })? {
+            Response::Account(a) => Ok(a),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The MAAS account's tokens on the server (`signet maas tokens`): names
+    /// and token keys, never secrets. [`ServerToken::id`] is the token key.
+    pub fn maas_tokens(&mut self, name: &str) -> Result<Vec<ServerToken>, ClientError> {
+        self.server_tokens(Service::Maas, name)
+    }
+
+    /// Has MAAS mint a token, stored locally as [`NewMaasToken::new_name`]
+    /// (`signet maas create-token`).
+    pub fn maas_create_token(&mut self, req: NewMaasToken) -> Result<Minted, ClientError> {
+        self.minted(LifecycleOp::CreateToken {
+            service: Service::Maas,
+            name: req.name,
+            new_name: req.new_name,
+            token_name: req.token_name,
+            expires: None,
+            owner: None,
+            show: req.show,
+        })
+    }
+
+    /// Deletes a MAAS server token by its token key (`signet maas
+    /// delete-token`). The token `name` itself uses is refused unless
+    /// `force`, and `name` is then removed too.
+    pub fn maas_delete_token(
+        &mut self,
+        name: &str,
+        token_key: &str,
+        force: bool,
+    ) -> Result<(), ClientError> {
+        self.delete_token(Service::Maas, name, token_key, force)
+    }
+
+    /// Renames a MAAS server token (`signet maas rename-token`); `token` is
+    /// the whole token or its key.
+    pub fn maas_rename_token(
+        &mut self,
+        name: &str,
+        token: &str,
+        new_token_name: &str,
+    ) -> Result<(), ClientError> {
+        self.rename_token(Service::Maas, name, token, new_token_name)
+    }
+
+    /// Has VMS mint an API token, stored locally as
+    /// [`NewVmsToken::new_name`] (`signet vms create-token`).
+    pub fn vms_create_token(&mut self, req: NewVmsToken) -> Result<Minted, ClientError> {
+        self.minted(LifecycleOp::CreateToken {
+            service: Service::Vms,
+            name: req.name,
+            new_name: req.new_name,
+            token_name: req.token_name,
+            expires: req.expires,
+            owner: req.owner,
+            show: req.show,
+        })
+    }
+
+    /// The API tokens on the VMS server (`signet vms tokens`): never secrets.
+    /// [`ServerToken::id`] is the token id.
+    pub fn vms_tokens(&mut self, name: &str) -> Result<Vec<ServerToken>, ClientError> {
+        self.server_tokens(Service::Vms, name)
+    }
+
+    /// Renames a VMS server token, given by id (`signet vms rename-token`).
+    pub fn vms_rename_token(
+        &mut self,
+        name: &str,
+        id: &str,
+        new_token_name: &str,
+    ) -> Result<(), ClientError> {
+        self.rename_token(Service::Vms, name, id, new_token_name)
+    }
+
+    /// Revokes a VMS server token by id (`signet vms revoke-token`). The
+    /// token `name` itself uses is refused unless `force`, and `name` is then
+    /// removed too.
+    pub fn vms_revoke_token(
+        &mut self,
+        name: &str,
+        id: &str,
+        force: bool,
+    ) -> Result<(), ClientError> {
+        self.delete_token(Service::Vms, name, id, force)
+    }
+
+    /// Replaces the secret of a `maas` or `api-token` token with one freshly
+    /// minted on its server (`signet rotate`): mint, verify, swap in, delete
+    /// the old one. A failure at any step leaves a working credential.
+    pub fn rotate(&mut self, name: &str) -> Result<Minted, ClientError> {
+        self.minted(LifecycleOp::Rotate { name: name.into() })
+    }
+
+    fn server_tokens(
+        &mut self,
+        service: Service,
+        name: &str,
+    ) -> Result<Vec<ServerToken>, ClientError> {
+        match self.lifecycle(LifecycleOp::ListTokens { service, name: name.into() })? {
+            Response::ServerTokens(t) => Ok(t),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn minted(&mut self, op: LifecycleOp) -> Result<Minted, ClientError> {
+        match self.lifecycle(op)? {
+            Response::Minted { token, shown, notes } => Ok(Minted { token, shown, notes }),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn delete_token(
+        &mut self,
+        service: Service,
+        name: &str,
+        token: &str,
+        force: bool,
+    ) -> Result<(), ClientError> {
+        let op =
+            LifecycleOp::DeleteToken { service, name: name.into(), token: token.into(), force };
+        match self.lifecycle(op)? {
+            Response::Ok => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn rename_token(
+        &mut self,
+        service: Service,
+        name: &str,
+        token: &str,
+        new_token_name: &str,
+    ) -> Result<(), ClientError> {
+        let op = LifecycleOp::RenameToken {
+            service,
+            name: name.into(),
+            token: token.into(),
+            new_token_name: new_token_name.into(),
+        };
+        match self.lifecycle(op)? {
+            Response::Ok => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+/// The wire counts timeouts in seconds; rounding down would turn a short
+/// timeout into none at all.
+fn whole_seconds(d: Duration) -> u64 {
+    d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0))
 }
 
 fn unexpected(r: &Response) -> ClientError {
@@ -313,11 +609,20 @@ fn unexpected(r: &Response) -> ClientError {
 /// A failure after the head (the upstream connection broke) is an
 /// `io::Error` wrapping a [`ClientError`]; see [`client_error`].
 pub struct PerformResponse<'a> {
+    /// The upstream status line and headers, after redirects.
     pub head: ResponseHead,
     client: &'a mut Client,
     chunk: Vec<u8>,
     pos: usize,
     done: bool,
+}
+
+impl PerformResponse<'_> {
+    /// The value of the first response header called `name` (in any case),
+    /// as the raw bytes the server sent.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.head.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| &v.0[..])
+    }
 }
 
 impl Read for PerformResponse<'_> {
@@ -349,7 +654,7 @@ impl Read for PerformResponse<'_> {
 }
 
 /// The [`ClientError`] inside an `io::Error` from [`PerformResponse`], if
-/// that is what it is.
+/// that is what it is; else the `io::Error` back.
 pub fn client_error(e: io::Error) -> Result<ClientError, io::Error> {
     if e.get_ref().is_some_and(|i| i.is::<ClientError>()) {
         match e.into_inner().map(|b| b.downcast::<ClientError>()) {
@@ -358,5 +663,50 @@ pub fn client_error(e: io::Error) -> Result<ClientError, io::Error> {
         }
     } else {
         Err(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_a_secret() {
+        let mut token = NewToken::new(
+            "m1",
+            TokenKind::Maas,
+            "http://h/MAAS/",
+            Secret::from_str_value("ck:tk:VerySecret"),
+        );
+        token.comment = Some("c".into());
+        let login =
+            MaasLoginParams::new("m1", "http://h/MAAS/", Secret::from_str_value("VerySecret"));
+        let header = SignedHeader {
+            name: "Authorization".into(),
+            value: Secret::from_str_value("Bearer VerySecret"),
+        };
+        for dbg in [format!("{token:?}"), format!("{login:?}"), format!("{header:?}")] {
+            assert!(!dbg.contains("VerySecret"), "{dbg}");
+        }
+    }
+
+    #[test]
+    fn timeouts_round_up_to_whole_seconds() {
+        assert_eq!(whole_seconds(Duration::from_secs(30)), 30);
+        assert_eq!(whole_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(whole_seconds(Duration::from_millis(1500)), 2);
+        assert_eq!(whole_seconds(Duration::ZERO), 0);
+        assert_eq!(whole_seconds(Duration::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn every_error_has_its_exit_code() {
+        let agent = |code| ClientError::Agent(Failure::new(code, "x"));
+        assert_eq!(ClientError::NoAgent("x".into()).exit_code(), 3);
+        assert_eq!(ClientError::Connection("x".into()).exit_code(), 1);
+        assert_eq!(ClientError::Usage("x".into()).exit_code(), 2);
+        assert_eq!(agent(ErrorCode::Policy).exit_code(), 5);
+        assert_eq!(agent(ErrorCode::Store).exit_code(), 6);
+        assert_eq!(agent(ErrorCode::Upstream).exit_code(), 7);
     }
 }

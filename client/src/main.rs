@@ -2,8 +2,8 @@
 //!
 //! Parses arguments (clap), reads secrets from stdin or a no-echo prompt,
 //! talks to the agent through [`signet_client::Client`], and prints: a table
-//! for people, `--json` for scripts. Every failure ends in one exit code of
-//! SPEC §4 and a `signet: ...` line on stderr.
+//! for people, `--json` for scripts. Every failure ends in one of the exit
+//! codes in the README's table and a `signet: ...` line on stderr.
 
 mod cmd;
 mod input;
@@ -44,6 +44,7 @@ enum Command {
     /// Show the agent's status.
     Status(cmd::tokens::JsonArg),
     /// Print the header lines that authenticate a request.
+    #[command(allow_missing_positional = true)]
     Sign(cmd::http::SignArgs),
     /// Have the agent perform a request; the response body goes to stdout.
     Request(cmd::http::RequestArgs),
@@ -76,7 +77,9 @@ impl From<ClientError> for Failed {
     }
 }
 
-/// A token name as SPEC §3 allows it, else a usage error (exit 2).
+/// A token name the agent would accept (1 to 64 characters from
+/// `A-Z a-z 0-9 . _ @ -`, starting with a letter or digit), else a usage
+/// error (exit 2) before the agent is asked.
 pub fn name_ok(name: &str) -> Result<(), Failed> {
     signet_proto::token::validate_name(name).map_err(|e| Failed::usage(e.to_string()))
 }

@@ -9,7 +9,7 @@ fn time_or_null(t: Option<i64>) -> Value {
     t.map_or(Value::Null, |t| Value::String(format_time(t)))
 }
 
-/// The `list --json` item (SPEC §4).
+/// The `list --json` item: its keys are a stable interface for scripts.
 pub fn token_json(t: &TokenInfo) -> Value {
     json!({
         "name": t.name,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use signet_client::{AddToken, Client, Secret, TokenKind, TokenParams};
+use signet_client::{Client, NewToken, Secret, TokenKind};
 use signet_tests::{Backend, TestEnv};
 
 /// Adds, renames and removes tokens until the agent goes away. Each secret
@@ -18,17 +18,8 @@ fn churn(socket: std::path::PathBuf, round: u32, stop: Arc<AtomicBool>) -> u32 {
     let mut n = 0u32;
     while !stop.load(Ordering::Relaxed) {
         let name = format!("t{round}-{n}");
-        let add = AddToken {
-            name: name.clone(),
-            kind: TokenKind::Bearer,
-            url: "https://api.example/".into(),
-            expires: None,
-            exportable: false,
-            comment: None,
-            params: TokenParams::default(),
-            secret: Secret::from_str_value(&format!("secret-{name}")),
-        };
-        if c.add(add).is_err() {
+        let secret = Secret::from_str_value(&format!("secret-{name}"));
+        if c.add(NewToken::new(&name, TokenKind::Bearer, "https://api.example/", secret)).is_err() {
             break;
         }
         if n % 3 == 1 && c.rename(&name, &format!("r{round}-{n}")).is_err() {

@@ -3,22 +3,28 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::Args;
-use signet_client::{Client, PerformRequest, SignRequest, client_error};
+use signet_client::{Client, HttpRequest, client_error};
 
 use crate::{Failed, name_ok};
 
+// `NAME [METHOD] URL` puts an optional positional before a required one,
+// which clap accepts only with `allow_missing_positional` on the command.
 #[derive(Args)]
 pub struct SignArgs {
+    /// The token to sign with.
     name: String,
-    /// [METHOD] URL: the method defaults to GET; a relative URL is joined to
-    /// the token's base URL.
-    #[arg(num_args = 1..=2, required = true, value_names = ["METHOD", "URL"])]
-    target: Vec<String>,
+    /// The request's method.
+    #[arg(default_value = "GET")]
+    method: String,
+    /// The request's URL; a relative URL is joined to the token's base URL.
+    url: String,
     /// A form parameter the signature covers (OAuth HMAC), K=V.
     #[arg(long = "form", value_name = "K=V")]
     form: Vec<String>,
+    /// Print JSON for scripts: {"headers": [{"name": N, "value": V}]}.
     #[arg(long)]
     json: bool,
 }
@@ -29,36 +35,34 @@ fn io_failed(what: &str, e: io::Error) -> Failed {
 
 pub fn sign(socket: Option<&Path>, a: SignArgs) -> Result<(), Failed> {
     name_ok(&a.name)?;
-    let (method, url) = match a.target.as_slice() {
-        [url] => ("GET".to_string(), url.clone()),
-        [m, url] => (m.clone(), url.clone()),
-        _ => return Err(Failed::usage("expected [METHOD] URL")),
-    };
     let mut form = Vec::with_capacity(a.form.len());
     for kv in &a.form {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or_else(|| Failed::usage(format!("--form {kv}: expected K=V")))?;
-        form.push((k.to_string(), v.to_string()));
+        form.push(
+            kv.split_once('=')
+                .ok_or_else(|| Failed::usage(format!("--form {kv}: expected K=V")))?,
+        );
     }
-    let headers = Client::connect(socket)?.sign(SignRequest { name: a.name, method, url, form })?;
+    let headers = Client::connect(socket)?.sign(&a.name, &a.method, &a.url, &form)?;
     let mut out = io::stdout().lock();
     let written = if a.json {
         let items: Vec<_> = headers
             .iter()
-            .map(|(n, v)| serde_json::json!({"name": n, "value": v.expose_str().unwrap_or_default()}))
+            .map(|h| {
+                serde_json::json!({"name": h.name, "value": h.value.expose_str().unwrap_or_default()})
+            })
             .collect();
         writeln!(out, "{}", serde_json::json!({ "headers": items }))
     } else {
-        headers
-            .iter()
-            .try_for_each(|(n, v)| writeln!(out, "{n}: {}", v.expose_str().unwrap_or_default()))
+        headers.iter().try_for_each(|h| {
+            writeln!(out, "{}: {}", h.name, h.value.expose_str().unwrap_or_default())
+        })
     };
     written.map_err(|e| io_failed("cannot write the headers", e))
 }
 
 #[derive(Args)]
 pub struct RequestArgs {
+    /// The token to authenticate with.
     name: String,
     /// The URL; relative URLs are joined to the token's base URL.
     url: String,
@@ -180,14 +184,13 @@ pub fn request(socket: Option<&Path>, a: RequestArgs) -> Result<(), Failed> {
         None => Box::new(io::stdout().lock()),
     };
     let mut client = Client::connect(socket)?;
-    let req = PerformRequest {
+    let req = HttpRequest {
         name: a.name.clone(),
         method,
         url: a.url.clone(),
         headers,
-        has_body: body.is_some(),
         body_len: body.as_ref().and_then(BodySource::len),
-        timeout_secs: a.timeout,
+        timeout: a.timeout.map(Duration::from_secs),
     };
     let mut resp = client.perform(req, body.as_mut().map(BodySource::reader))?;
     let status = resp.head.status;

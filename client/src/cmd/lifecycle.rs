@@ -6,16 +6,11 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use signet_client::{
-    Client, ClientError, ImportOutcome, LifecycleOp, MaasLogin, Response, ServerToken, Service,
-    TokenKind,
+    Client, ImportOutcome, MaasLoginParams, Minted, NewMaasToken, NewVmsToken, ServerToken,
+    TlsOptions, TokenKind,
 };
-use signet_proto::token::TlsOptions;
 
 use crate::{Failed, input, name_ok};
-
-fn unexpected(r: &Response) -> Failed {
-    Failed { code: 1, message: format!("the agent sent an unexpected answer ({r:?})"), hint: None }
-}
 
 #[derive(Subcommand)]
 pub enum MaasCmd {
@@ -29,41 +24,45 @@ pub enum MaasCmd {
     /// The account's tokens on the server: names and keys, never secrets.
     Tokens(NameJson),
     /// Have the server mint a token and store it as NEW.
-    CreateToken(CreateArgs),
+    CreateToken(MaasCreateArgs),
     /// Delete a server token by its key.
-    DeleteToken(DeleteArgs),
+    DeleteToken(MaasDeleteArgs),
     /// Rename a server token (TOKEN: the whole token or its key).
-    RenameToken(RenameArgs),
+    RenameToken(MaasRenameArgs),
 }
 
 #[derive(Subcommand)]
 pub enum VmsCmd {
     /// Have VMS mint an API token and store it as NEW.
-    CreateToken(CreateArgs),
+    CreateToken(VmsCreateArgs),
     /// The API tokens on the server: never secrets.
     Tokens(NameJson),
     /// Rename a server token.
-    RenameToken(RenameArgs),
+    RenameToken(VmsRenameArgs),
     /// Revoke a server token by id.
-    RevokeToken(DeleteArgs),
+    RevokeToken(VmsRevokeArgs),
 }
 
 #[derive(Args)]
 pub struct LoginArgs {
+    /// The local name for the token.
     name: String,
     /// The MAAS URL, e.g. http://maas.example:5240/MAAS/
     url: String,
     /// Log in with this user's password instead of an API key.
-    #[arg(long)]
+    #[arg(long, value_name = "USER")]
     username: Option<String>,
     /// Store the key without checking it with whoami.
     #[arg(long)]
     no_verify: bool,
+    /// Do not verify the server's TLS certificate.
     #[arg(long, conflicts_with = "cacert")]
     insecure: bool,
+    /// Trust the CA certificates (PEM) in FILE for this token.
     #[arg(long, value_name = "FILE")]
     cacert: Option<PathBuf>,
-    #[arg(long)]
+    /// A note for yourself, shown by list --json and show.
+    #[arg(long, value_name = "TEXT")]
     comment: Option<String>,
 }
 
@@ -75,30 +74,47 @@ pub struct ImportArgs {
     /// Erase the imported credentials from that file afterwards.
     #[arg(long)]
     scrub: bool,
+    /// Print JSON for scripts: one item per profile.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Args)]
 pub struct NameJson {
+    /// The local token to authenticate with.
     name: String,
+    /// Print JSON for scripts.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Args)]
-pub struct CreateArgs {
+pub struct MaasCreateArgs {
     /// The local token to authenticate with.
     name: String,
     /// The local name for the new token.
     new: String,
     /// The token's name on the server.
-    #[arg(long)]
+    #[arg(long, value_name = "T")]
     token_name: Option<String>,
-    /// VMS: expiry (e.g. 30D, 12h).
+    /// Print the new token once.
+    #[arg(long)]
+    show: bool,
+}
+
+#[derive(Args)]
+pub struct VmsCreateArgs {
+    /// The local token to authenticate with.
+    name: String,
+    /// The local name for the new token.
+    new: String,
+    /// The token's name on the server.
+    #[arg(long, value_name = "T")]
+    token_name: Option<String>,
+    /// Expiry: a number and a unit (Y M w d h m s, e.g. 30D) or an RFC 3339 time.
     #[arg(long, value_name = "DUR")]
     expires: Option<String>,
-    /// VMS: mint for another user.
+    /// Mint the token for this user instead of yourself.
     #[arg(long, value_name = "USER")]
     owner: Option<String>,
     /// Print the new token once.
@@ -107,24 +123,50 @@ pub struct CreateArgs {
 }
 
 #[derive(Args)]
-pub struct DeleteArgs {
+pub struct MaasDeleteArgs {
+    /// The local token to authenticate with.
     name: String,
-    /// MAAS: the token key; VMS: the token id.
-    token: String,
+    /// The server token's key, as `maas tokens` lists it.
+    token_key: String,
     /// Allow deleting the very token NAME uses (NAME is then removed too).
     #[arg(long)]
     force: bool,
 }
 
 #[derive(Args)]
-pub struct RenameArgs {
+pub struct VmsRevokeArgs {
+    /// The local token to authenticate with.
     name: String,
+    /// The server token's id, as `vms tokens` lists it.
+    id: String,
+    /// Allow revoking the very token NAME uses (NAME is then removed too).
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+pub struct MaasRenameArgs {
+    /// The local token to authenticate with.
+    name: String,
+    /// The server token: the whole token or its key.
     token: String,
+    /// Its new name on the server.
     new_token_name: String,
 }
 
 #[derive(Args)]
+pub struct VmsRenameArgs {
+    /// The local token to authenticate with.
+    name: String,
+    /// The server token's id, as `vms tokens` lists it.
+    id: String,
+    /// Its new name on the server.
+    new_name: String,
+}
+
+#[derive(Args)]
 pub struct RotateArgs {
+    /// The local token (maas or api-token) whose secret is replaced.
     name: String,
 }
 
@@ -141,49 +183,82 @@ pub fn maas(socket: Option<&Path>, cmd: MaasCmd) -> Result<(), Failed> {
     match cmd {
         MaasCmd::Login(a) => login(socket, a),
         MaasCmd::Import(a) => import(socket, a),
-        MaasCmd::Whoami(a) => {
+        MaasCmd::Whoami(a) => whoami(socket, a),
+        MaasCmd::Tokens(a) => {
             name_ok(&a.name)?;
-            match Client::connect(socket)?.lifecycle(LifecycleOp::Whoami { name: a.name })? {
-                Response::Account(acct) => {
-                    if a.json {
-                        println!(
-                            "{}",
-                            serde_json::json!({
-                                "username": acct.username, "email": acct.email,
-                                "is_superuser": acct.is_superuser, "is_local": acct.is_local,
-                            })
-                        );
-                    } else {
-                        println!("username:     {}", acct.username);
-                        println!("email:        {}", acct.email.unwrap_or_default());
-                        println!(
-                            "is_superuser: {}",
-                            acct.is_superuser.map_or("?".into(), |b| b.to_string())
-                        );
-                        println!(
-                            "is_local:     {}",
-                            acct.is_local.map_or("?".into(), |b| b.to_string())
-                        );
-                    }
-                    Ok(())
-                }
-                other => Err(unexpected(&other)),
-            }
+            let list = Client::connect(socket)?.maas_tokens(&a.name)?;
+            print_tokens(&list, Service::Maas, a.json);
+            Ok(())
         }
-        MaasCmd::Tokens(a) => tokens(socket, Service::Maas, a),
-        MaasCmd::CreateToken(a) => create(socket, Service::Maas, a),
-        MaasCmd::DeleteToken(a) => delete(socket, Service::Maas, a),
-        MaasCmd::RenameToken(a) => rename(socket, Service::Maas, a),
+        MaasCmd::CreateToken(a) => {
+            name_ok(&a.name)?;
+            name_ok(&a.new)?;
+            let req = NewMaasToken {
+                name: a.name,
+                new_name: a.new,
+                token_name: a.token_name,
+                show: a.show,
+            };
+            report_minted(Client::connect(socket)?.maas_create_token(req)?, "created");
+            Ok(())
+        }
+        MaasCmd::DeleteToken(a) => {
+            name_ok(&a.name)?;
+            Client::connect(socket)?.maas_delete_token(&a.name, &a.token_key, a.force)?;
+            eprintln!("Server token deleted: {}", a.token_key);
+            Ok(())
+        }
+        MaasCmd::RenameToken(a) => {
+            name_ok(&a.name)?;
+            Client::connect(socket)?.maas_rename_token(&a.name, &a.token, &a.new_token_name)?;
+            Ok(())
+        }
     }
 }
 
 pub fn vms(socket: Option<&Path>, cmd: VmsCmd) -> Result<(), Failed> {
     match cmd {
-        VmsCmd::CreateToken(a) => create(socket, Service::Vms, a),
-        VmsCmd::Tokens(a) => tokens(socket, Service::Vms, a),
-        VmsCmd::RenameToken(a) => rename(socket, Service::Vms, a),
-        VmsCmd::RevokeToken(a) => delete(socket, Service::Vms, a),
+        VmsCmd::CreateToken(a) => {
+            name_ok(&a.name)?;
+            name_ok(&a.new)?;
+            if let Some(x) = &a.expires {
+                signet_proto::expiry::parse_expiry(x).map_err(|e| Failed::usage(e.to_string()))?;
+            }
+            let req = NewVmsToken {
+                name: a.name,
+                new_name: a.new,
+                token_name: a.token_name,
+                expires: a.expires,
+                owner: a.owner,
+                show: a.show,
+            };
+            report_minted(Client::connect(socket)?.vms_create_token(req)?, "created");
+            Ok(())
+        }
+        VmsCmd::Tokens(a) => {
+            name_ok(&a.name)?;
+            let list = Client::connect(socket)?.vms_tokens(&a.name)?;
+            print_tokens(&list, Service::Vms, a.json);
+            Ok(())
+        }
+        VmsCmd::RenameToken(a) => {
+            name_ok(&a.name)?;
+            Client::connect(socket)?.vms_rename_token(&a.name, &a.id, &a.new_name)?;
+            Ok(())
+        }
+        VmsCmd::RevokeToken(a) => {
+            name_ok(&a.name)?;
+            Client::connect(socket)?.vms_revoke_token(&a.name, &a.id, a.force)?;
+            eprintln!("Server token revoked: {}", a.id);
+            Ok(())
+        }
     }
+}
+
+pub fn rotate(socket: Option<&Path>, a: RotateArgs) -> Result<(), Failed> {
+    name_ok(&a.name)?;
+    report_minted(Client::connect(socket)?.rotate(&a.name)?, "rotated");
+    Ok(())
 }
 
 fn login(socket: Option<&Path>, a: LoginArgs) -> Result<(), Failed> {
@@ -200,7 +275,7 @@ fn login(socket: Option<&Path>, a: LoginArgs) -> Result<(), Failed> {
             s
         }
     };
-    let t = client.maas_login(MaasLogin {
+    let t = client.maas_login(MaasLoginParams {
         name: a.name,
         url: a.url,
         username: a.username,
@@ -220,143 +295,94 @@ fn import(socket: Option<&Path>, a: ImportArgs) -> Result<(), Failed> {
             .map(|h| PathBuf::from(h).join(".maascli.db"))
             .ok_or_else(|| Failed::usage("HOME is not set: pass --db PATH"))?,
     };
-    let db =
-        std::path::absolute(&db).map_err(|e| Failed::usage(format!("{}: {e}", db.display())))?;
-    let op = LifecycleOp::MaasImport { db: db.display().to_string(), scrub: a.scrub };
-    match Client::connect(socket)?.lifecycle(op)? {
-        Response::Imported(items) => {
-            if a.json {
-                let v: Vec<_> = items.iter().map(outcome_json).collect();
-                println!("{}", serde_json::Value::Array(v));
-            } else if items.is_empty() {
-                eprintln!("No profiles in {}.", db.display());
-            } else {
-                for o in &items {
-                    println!("{}: {}", o.profile, o.note);
-                }
-            }
-            Ok(())
+    let items = Client::connect(socket)?.maas_import(&db, a.scrub)?;
+    if a.json {
+        let v: Vec<_> = items.iter().map(outcome_json).collect();
+        println!("{}", serde_json::Value::Array(v));
+    } else if items.is_empty() {
+        eprintln!("No profiles in {}.", db.display());
+    } else {
+        for o in &items {
+            println!("{}: {}", o.profile, o.note);
         }
-        other => Err(unexpected(&other)),
     }
+    Ok(())
+}
+
+fn whoami(socket: Option<&Path>, a: NameJson) -> Result<(), Failed> {
+    name_ok(&a.name)?;
+    let acct = Client::connect(socket)?.maas_whoami(&a.name)?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "username": acct.username, "email": acct.email,
+                "is_superuser": acct.is_superuser, "is_local": acct.is_local,
+            })
+        );
+    } else {
+        let flag = |b: Option<bool>| b.map_or("?".into(), |b| b.to_string());
+        println!("username:     {}", acct.username);
+        println!("email:        {}", acct.email.unwrap_or_default());
+        println!("is_superuser: {}", flag(acct.is_superuser));
+        println!("is_local:     {}", flag(acct.is_local));
+    }
+    Ok(())
 }
 
 fn outcome_json(o: &ImportOutcome) -> serde_json::Value {
     serde_json::json!({"profile": o.profile, "imported": o.imported, "scrubbed": o.scrubbed, "note": o.note})
 }
 
-fn token_json(t: &ServerToken) -> serde_json::Value {
-    serde_json::json!({
-        "id": t.id, "name": t.name, "owner": t.owner, "created": t.created,
-        "expiry": t.expiry, "last_used": t.last_used, "revoked": t.revoked, "current": t.current,
-    })
+/// Which server a token list came from: MAAS lists token keys and names
+/// only, VMS ids with owners, dates and revocation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Service {
+    Maas,
+    Vms,
 }
 
-fn tokens(socket: Option<&Path>, service: Service, a: NameJson) -> Result<(), Failed> {
-    name_ok(&a.name)?;
-    match Client::connect(socket)?.lifecycle(LifecycleOp::ListTokens { service, name: a.name })? {
-        Response::ServerTokens(list) => {
-            if a.json {
-                let mut v: Vec<_> = list.iter().map(token_json).collect();
-                if service == Service::Maas {
-                    // MAAS lists names and keys only.
-                    for (item, t) in v.iter_mut().zip(&list) {
-                        *item = serde_json::json!({"name": t.name, "token_key": t.id, "current": t.current});
-                    }
-                }
-                println!("{}", serde_json::Value::Array(v));
-            } else {
-                let id = if service == Service::Maas { "TOKEN KEY" } else { "ID" };
-                println!("{id:<24} NAME");
-                for t in &list {
-                    let mut extra = String::new();
-                    if t.revoked == Some(true) {
-                        extra.push_str("  (revoked)");
-                    }
-                    if let Some(x) = &t.expiry {
-                        extra.push_str(&format!("  expires {x}"));
-                    }
-                    if t.current {
-                        extra.push_str("  (this token)");
-                    }
-                    println!("{:<24} {}{extra}", t.id, t.name.as_deref().unwrap_or(""));
-                }
-            }
-            Ok(())
+fn token_json(t: &ServerToken, service: Service) -> serde_json::Value {
+    match service {
+        Service::Maas => {
+            serde_json::json!({"name": t.name, "token_key": t.id, "current": t.current})
         }
-        other => Err(unexpected(&other)),
+        Service::Vms => serde_json::json!({
+            "id": t.id, "name": t.name, "owner": t.owner, "created": t.created,
+            "expiry": t.expiry, "last_used": t.last_used, "revoked": t.revoked, "current": t.current,
+        }),
     }
 }
 
-fn create(socket: Option<&Path>, service: Service, a: CreateArgs) -> Result<(), Failed> {
-    name_ok(&a.name)?;
-    name_ok(&a.new)?;
-    if service == Service::Maas && (a.expires.is_some() || a.owner.is_some()) {
-        return Err(Failed::usage("--expires and --owner apply to VMS tokens only"));
+fn print_tokens(list: &[ServerToken], service: Service, json: bool) {
+    if json {
+        let v: Vec<_> = list.iter().map(|t| token_json(t, service)).collect();
+        println!("{}", serde_json::Value::Array(v));
+        return;
     }
-    if let Some(x) = &a.expires {
-        signet_proto::expiry::parse_expiry(x).map_err(|e| Failed::usage(e.to_string()))?;
-    }
-    let op = LifecycleOp::CreateToken {
-        service,
-        name: a.name,
-        new_name: a.new,
-        token_name: a.token_name,
-        expires: a.expires,
-        owner: a.owner,
-        show: a.show,
-    };
-    minted(Client::connect(socket)?.lifecycle(op), "created")
-}
-
-fn minted(r: Result<Response, ClientError>, what: &str) -> Result<(), Failed> {
-    match r? {
-        Response::Minted { token, shown, notes } => {
-            if let Some(s) = shown {
-                println!("{}", s.expose_str().unwrap_or_default());
-            }
-            eprintln!("Token {what}: {} ({}, {})", token.name, token.kind, token.url);
-            for n in notes {
-                eprintln!("signet: warning: {n}");
-            }
-            Ok(())
+    let id = if service == Service::Maas { "TOKEN KEY" } else { "ID" };
+    println!("{id:<24} NAME");
+    for t in list {
+        let mut extra = String::new();
+        if t.revoked == Some(true) {
+            extra.push_str("  (revoked)");
         }
-        other => Err(unexpected(&other)),
-    }
-}
-
-fn delete(socket: Option<&Path>, service: Service, a: DeleteArgs) -> Result<(), Failed> {
-    name_ok(&a.name)?;
-    let op =
-        LifecycleOp::DeleteToken { service, name: a.name, token: a.token.clone(), force: a.force };
-    match Client::connect(socket)?.lifecycle(op)? {
-        Response::Ok => {
-            eprintln!(
-                "Server token {}: {}",
-                if service == Service::Maas { "deleted" } else { "revoked" },
-                a.token
-            );
-            Ok(())
+        if let Some(x) = &t.expiry {
+            extra.push_str(&format!("  expires {x}"));
         }
-        other => Err(unexpected(&other)),
+        if t.current {
+            extra.push_str("  (this token)");
+        }
+        println!("{:<24} {}{extra}", t.id, t.name.as_deref().unwrap_or(""));
     }
 }
 
-fn rename(socket: Option<&Path>, service: Service, a: RenameArgs) -> Result<(), Failed> {
-    name_ok(&a.name)?;
-    let op = LifecycleOp::RenameToken {
-        service,
-        name: a.name,
-        token: a.token,
-        new_token_name: a.new_token_name,
-    };
-    match Client::connect(socket)?.lifecycle(op)? {
-        Response::Ok => Ok(()),
-        other => Err(unexpected(&other)),
+fn report_minted(m: Minted, what: &str) {
+    if let Some(s) = m.shown {
+        println!("{}", s.expose_str().unwrap_or_default());
     }
-}
-
-pub fn rotate(socket: Option<&Path>, a: RotateArgs) -> Result<(), Failed> {
-    name_ok(&a.name)?;
-    minted(Client::connect(socket)?.lifecycle(LifecycleOp::Rotate { name: a.name }), "rotated")
+    eprintln!("Token {what}: {} ({}, {})", m.token.name, m.token.kind, m.token.url);
+    for n in m.notes {
+        eprintln!("signet: warning: {n}");
+    }
 }

@@ -3,9 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use signet_client::{AddToken, Client, TokenKind, TokenParams};
+use signet_client::{Client, NewToken, SignatureMethod, TlsOptions, TokenKind, TokenParams};
 use signet_proto::expiry::parse_expiry;
-use signet_proto::token::{SignatureMethod, TlsOptions, normalize_base_url};
+use signet_proto::token::normalize_base_url;
 
 use crate::{Failed, input, name_ok, output, report};
 
@@ -32,6 +32,7 @@ pub struct AddArgs {
     /// Allow `signet sign` to return headers that contain the secret itself.
     #[arg(long)]
     exportable: bool,
+    /// A note for yourself, shown by list --json and show.
     #[arg(long, value_name = "TEXT")]
     comment: Option<String>,
     /// basic: the user name.
@@ -81,7 +82,7 @@ pub fn add(socket: Option<&Path>, a: AddArgs) -> Result<(), Failed> {
     let mut client = Client::connect(socket)?;
     let secret = input::read_secret(a.kind, &a.name)?;
     signet_proto::secret::validate(a.kind, &secret).map_err(|e| Failed::usage(e.to_string()))?;
-    let added = client.add(AddToken {
+    let added = client.add(NewToken {
         name: a.name,
         kind: a.kind,
         url: a.url,
@@ -118,7 +119,9 @@ pub fn list(socket: Option<&Path>, a: JsonArg) -> Result<(), Failed> {
 
 #[derive(Args)]
 pub struct ShowArgs {
+    /// The token to show.
     name: String,
+    /// Print JSON for scripts, with the kind's settings.
     #[arg(long)]
     json: bool,
 }
@@ -165,7 +168,9 @@ pub fn rm(socket: Option<&Path>, a: RmArgs) -> Result<(), Failed> {
 
 #[derive(Args)]
 pub struct RenameArgs {
+    /// The token's current name.
     old: String,
+    /// Its new name.
     new: String,
 }
 

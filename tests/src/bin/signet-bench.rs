@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use signet_client::{Client, SignRequest};
+use signet_client::Client;
 use signet_proto::frame::encode_frame;
-use signet_proto::{Request, Response};
+use signet_proto::{Request, Response, SignRequest};
 use signet_tests::upstream::{BearerLikeServer, ExpectedAuth};
 use signet_tests::{Backend, TestEnv};
 
@@ -84,13 +84,11 @@ fn raw_round_trip(req_len: usize, resp_len: usize) -> Stats {
     stats(times)
 }
 
-fn sign_req() -> SignRequest {
-    SignRequest {
-        name: "bench".into(),
-        method: "GET".into(),
-        url: "users/?op=whoami".into(),
-        form: Vec::new(),
-    }
+/// The signature every measurement asks for.
+const SIGN: (&str, &str, &str) = ("bench", "GET", "users/?op=whoami");
+
+fn sign(c: &mut Client) -> Vec<signet_client::SignedHeader> {
+    c.sign(SIGN.0, SIGN.1, SIGN.2, &[]).expect("sign")
 }
 
 fn median_process(mut make: impl FnMut() -> Command, runs: usize) -> Option<Duration> {
@@ -142,20 +140,23 @@ fn main() {
     println!();
 
     // Frame sizes of a real sign exchange, for the floor.
-    let req_len = encode_frame(&Request::Sign(sign_req())).expect("encode").len();
+    let (name, method, url) = SIGN;
+    let sign_req =
+        SignRequest { name: name.into(), method: method.into(), url: url.into(), form: Vec::new() };
+    let req_len = encode_frame(&Request::Sign(sign_req)).expect("encode").len();
     let mut probe = Client::connect(Some(&sock)).expect("connect");
-    let headers = probe.sign(sign_req()).expect("sign");
+    let headers = sign(&mut probe).into_iter().map(|h| (h.name, h.value)).collect();
     let resp_len = encode_frame(&Response::Signed(headers)).expect("encode").len();
 
     // 1. Floor vs held-connection sign.
     let floor = raw_round_trip(req_len, resp_len);
     for _ in 0..1000 {
-        probe.sign(sign_req()).expect("warm-up");
+        sign(&mut probe);
     }
     let mut times = Vec::with_capacity(HELD_OPS);
     for _ in 0..HELD_OPS {
         let t = Instant::now();
-        probe.sign(sign_req()).expect("sign");
+        sign(&mut probe);
         times.push(t.elapsed());
     }
     let held = stats(times);
@@ -185,7 +186,7 @@ fn main() {
                 let mut c = Client::connect(Some(&sock)).expect("connect");
                 let mut n = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    c.sign(sign_req()).expect("sign");
+                    sign(&mut c);
                     n += 1;
                 }
                 count.fetch_add(n, Ordering::Relaxed);

@@ -1,0 +1,227 @@
+//! What the caller hands [`Client`](crate::Client) and what it gets back,
+//! where the agent's own data types do not fit. Owned by this crate, so that
+//! the messages on the wire can change shape without breaking callers.
+
+use std::time::Duration;
+
+use signet_proto::AddToken;
+use signet_proto::expiry::Expiry;
+
+use crate::{Secret, TlsOptions, TokenInfo, TokenKind, TokenParams};
+
+/// A token to add with [`Client::add`](crate::Client::add), its secret
+/// included.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    /// The name, unique among the caller's tokens: 1 to 64 characters from
+    /// `A-Z a-z 0-9 . _ @ -`, starting with a letter or digit.
+    pub name: String,
+    /// How the token authenticates a request.
+    pub kind: TokenKind,
+    /// The base URL: the token is used only for URLs under it.
+    pub url: String,
+    /// When the token stops working, if ever.
+    pub expires: Option<Expiry>,
+    /// Whether [`Client::sign`](crate::Client::sign) may return a header
+    /// that contains the secret itself.
+    pub exportable: bool,
+    /// Free text shown by `list` and `show`.
+    pub comment: Option<String>,
+    /// The kind's settings (user name, header name, OAuth keys, TLS).
+    pub params: TokenParams,
+    /// The secret, in the shape its kind takes (for `maas`:
+    /// `consumer_key:token_key:token_secret`).
+    pub secret: Secret,
+}
+
+impl NewToken {
+    /// A token that never expires, is not exportable and has no comment and
+    /// default settings.
+    pub fn new(
+        name: impl Into<String>,
+        kind: TokenKind,
+        url: impl Into<String>,
+        secret: Secret,
+    ) -> NewToken {
+        NewToken {
+            name: name.into(),
+            kind,
+            url: url.into(),
+            expires: None,
+            exportable: false,
+            comment: None,
+            params: TokenParams::default(),
+            secret,
+        }
+    }
+
+    pub(crate) fn into_wire(self) -> AddToken {
+        AddToken {
+            name: self.name,
+            kind: self.kind,
+            url: self.url,
+            expires: self.expires,
+            exportable: self.exportable,
+            comment: self.comment,
+            params: self.params,
+            secret: self.secret,
+        }
+    }
+}
+
+/// One header line from [`Client::sign`](crate::Client::sign), to attach to
+/// the request.
+#[derive(Debug, Clone)]
+pub struct SignedHeader {
+    /// The header's name (`Authorization`, …).
+    pub name: String,
+    /// The header's value. It is the secret itself for some kinds (an
+    /// exportable bearer token, say), hence a [`Secret`]: it never shows in
+    /// `Debug` output.
+    pub value: Secret,
+}
+
+/// A request for the agent to perform with
+/// [`Client::perform`](crate::Client::perform).
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    /// The token that authenticates the request.
+    pub name: String,
+    /// The HTTP method (`GET`, `POST`, …).
+    pub method: String,
+    /// Absolute, or relative to the token's base URL. Either way it must lie
+    /// under the base URL: the agent refuses anything else.
+    pub url: String,
+    /// Extra request headers. `Authorization` is refused: the agent sets it.
+    pub headers: Vec<(String, String)>,
+    /// The body's length when known in advance, sent as `Content-Length`;
+    /// without it the body goes chunked. Ignored when there is no body.
+    pub body_len: Option<u64>,
+    /// How long the whole request may take, upstream included; the agent's
+    /// default when `None`. Counted in whole seconds, rounded up.
+    pub timeout: Option<Duration>,
+}
+
+impl HttpRequest {
+    /// A request without extra headers, body length or timeout.
+    pub fn new(
+        name: impl Into<String>,
+        method: impl Into<String>,
+        url: impl Into<String>,
+    ) -> HttpRequest {
+        HttpRequest {
+            name: name.into(),
+            method: method.into(),
+            url: url.into(),
+            headers: Vec::new(),
+            body_len: None,
+            timeout: None,
+        }
+    }
+}
+
+/// What [`Client::maas_login`](crate::Client::maas_login) stores.
+#[derive(Debug, Clone)]
+pub struct MaasLoginParams {
+    /// The local name for the token.
+    pub name: String,
+    /// The MAAS URL as users give it (`http://maas.example:5240/MAAS/`).
+    pub url: String,
+    /// With a user name, `secret` is that user's password and the agent
+    /// obtains an API key with it; without, `secret` is the API key.
+    pub username: Option<String>,
+    /// The API key (`consumer_key:token_key:token_secret`) or the password.
+    pub secret: Secret,
+    /// Check the key with whoami before storing it.
+    pub verify: bool,
+    /// How the agent verifies the server's certificate.
+    pub tls: TlsOptions,
+    /// Free text shown by `list` and `show`.
+    pub comment: Option<String>,
+}
+
+impl MaasLoginParams {
+    /// Stores the API key `secret` as `name` once whoami accepts it, with
+    /// default TLS verification and no comment.
+    pub fn new(name: impl Into<String>, url: impl Into<String>, secret: Secret) -> MaasLoginParams {
+        MaasLoginParams {
+            name: name.into(),
+            url: url.into(),
+            username: None,
+            secret,
+            verify: true,
+            tls: TlsOptions::default(),
+            comment: None,
+        }
+    }
+}
+
+/// A token for MAAS to mint with
+/// [`Client::maas_create_token`](crate::Client::maas_create_token).
+#[derive(Debug, Clone)]
+pub struct NewMaasToken {
+    /// The local MAAS token to authenticate with.
+    pub name: String,
+    /// The local name the new token is stored as.
+    pub new_name: String,
+    /// The token's name on the server.
+    pub token_name: Option<String>,
+    /// Return the new secret in [`Minted::shown`], once.
+    pub show: bool,
+}
+
+impl NewMaasToken {
+    /// Mints through `name` and stores as `new_name`; no server-side name,
+    /// the secret not shown.
+    pub fn new(name: impl Into<String>, new_name: impl Into<String>) -> NewMaasToken {
+        NewMaasToken { name: name.into(), new_name: new_name.into(), token_name: None, show: false }
+    }
+}
+
+/// An API token for VMS to mint with
+/// [`Client::vms_create_token`](crate::Client::vms_create_token).
+#[derive(Debug, Clone)]
+pub struct NewVmsToken {
+    /// The local `api-token` token to authenticate with.
+    pub name: String,
+    /// The local name the new token is stored as.
+    pub new_name: String,
+    /// The token's name on the server.
+    pub token_name: Option<String>,
+    /// When the token expires: a whole number and a unit (`Y` `M` `w` `d`
+    /// `h` `m` `s`, e.g. `30D`) or an RFC 3339 time. The server enforces
+    /// it; the local token gets the same expiry.
+    pub expires: Option<String>,
+    /// Mint the token for this user instead of the caller's.
+    pub owner: Option<String>,
+    /// Return the new secret in [`Minted::shown`], once.
+    pub show: bool,
+}
+
+impl NewVmsToken {
+    /// Mints through `name` and stores as `new_name`; no server-side name,
+    /// the server's default expiry, for the caller, the secret not shown.
+    pub fn new(name: impl Into<String>, new_name: impl Into<String>) -> NewVmsToken {
+        NewVmsToken {
+            name: name.into(),
+            new_name: new_name.into(),
+            token_name: None,
+            expires: None,
+            owner: None,
+            show: false,
+        }
+    }
+}
+
+/// A token minted on a server and stored by the agent: the answer to
+/// creating a server token and to [`Client::rotate`](crate::Client::rotate).
+#[derive(Debug, Clone)]
+pub struct Minted {
+    /// The local token as stored.
+    pub token: TokenInfo,
+    /// The new secret, only when the caller asked to see it.
+    pub shown: Option<Secret>,
+    /// Warnings: something the agent could not tidy up (an old server token
+    /// it could not delete, say), though the new token works.
+    pub notes: Vec<String>,
+}
