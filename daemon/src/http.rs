@@ -26,20 +26,39 @@ pub struct Http {
     clients: Mutex<HashMap<String, reqwest::Client>>,
     /// How long an upstream may stay silent before it is given up on.
     idle: Duration,
+    /// Every call fails at once: for fuzzing the agent, whose inputs may
+    /// name any host.
+    offline: bool,
 }
 
 impl Http {
     pub fn new(idle: Duration) -> Self {
-        Http { clients: Mutex::default(), idle }
+        Http { clients: Mutex::default(), idle, offline: false }
+    }
+
+    /// An HTTP side that reaches no network: every call fails as if the
+    /// upstream were unreachable (exit 7).
+    pub fn offline() -> Self {
+        Http { clients: Mutex::default(), idle: CONNECT_TIMEOUT, offline: true }
+    }
+
+    fn reachable(&self) -> Result<(), Failure> {
+        if self.offline {
+            Err(Failure::upstream("offline: no network for this agent"))
+        } else {
+            Ok(())
+        }
     }
 
     /// A client for TLS settings that belong to no stored token yet (a
     /// login being verified): not cached.
     pub fn uncached(&self, tls: &TlsOptions) -> Result<reqwest::Client, Failure> {
+        self.reachable()?;
         build_client(tls, self.idle)
     }
 
     pub fn client(&self, e: &Entry) -> Result<reqwest::Client, Failure> {
+        self.reachable()?;
         let mut clients =
             self.clients.lock().map_err(|_| Failure::other("internal error: client cache"))?;
         if let Some(c) = clients.get(&e.id) {

@@ -26,6 +26,10 @@ pub enum StoreChoice {
     Auto,
     SecretService,
     Keyutils,
+    /// In memory only, gone with the process: for fuzzing and in-process
+    /// tests, never for users (the binary does not offer it).
+    #[cfg(feature = "memory-store")]
+    Memory,
 }
 
 impl std::str::FromStr for StoreChoice {
@@ -228,6 +232,13 @@ impl Keyring {
                         open_secret_service(service).map(|b| (b, "secret-service", None))
                     }
                     StoreChoice::Keyutils => open_keyutils(service).map(|b| (b, "keyutils", None)),
+                    #[cfg(feature = "memory-store")]
+                    StoreChoice::Memory => keyring_core::mock::Store::new()
+                        .map_err(KeyringError::from)
+                        .map(|store| {
+                            let b = CoreBackend { store, service, searchable: false, labelled: false };
+                            (b, "memory", None)
+                        }),
                     StoreChoice::Auto => match open_secret_service(service.clone()) {
                         Ok(b) => Ok((b, "secret-service", None)),
                         Err(ss_err) => match open_keyutils(service) {
