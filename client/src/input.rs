@@ -67,6 +67,29 @@ fn strip_final_newline(buf: &mut Vec<u8>) {
     }
 }
 
+/// Reads at most `max` bytes of the file at `path` (`-` for stdin): a
+/// device such as /dev/zero, or a wrong file, must not be read without end.
+pub fn read_bounded(path: &str, max: usize, what: &str) -> Result<Vec<u8>, Failed> {
+    let mut buf = Vec::new();
+    let read = if path == "-" {
+        std::io::stdin().take(max as u64 + 1).read_to_end(&mut buf)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(max as u64 + 1).read_to_end(&mut buf))
+    };
+    read.map_err(|e| Failed::usage(format!("cannot read {what} {path}: {e}")))?;
+    if buf.len() > max {
+        return Err(Failed::usage(format!("{what} {path} is larger than {max} bytes")));
+    }
+    Ok(buf)
+}
+
+/// A CA bundle (`--cacert`), bounded and UTF-8.
+pub fn read_cacert(path: &std::path::Path) -> Result<String, Failed> {
+    let shown = path.display().to_string();
+    let bytes = read_bounded(&shown, signet_proto::token::MAX_CACERT, "--cacert")?;
+    String::from_utf8(bytes).map_err(|_| Failed::usage(format!("--cacert {shown} is not PEM text")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -148,6 +148,26 @@ pub fn socket_path(explicit: Option<&Path>) -> Result<PathBuf, ClientError> {
     }
 }
 
+/// Refuses a socket whose server runs as neither this user nor root.
+fn check_peer(stream: &UnixStream, path: &Path) -> Result<(), ClientError> {
+    let cred = nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials)
+        .map_err(|e| {
+            ClientError::NoAgent(format!(
+                "cannot tell who serves {} ({e}); refusing to talk to it",
+                path.display()
+            ))
+        })?;
+    let me = nix::unistd::getuid().as_raw();
+    if cred.uid() != me && cred.uid() != 0 {
+        return Err(ClientError::NoAgent(format!(
+            "{} is served by uid {}, not by you (uid {me}) or root; refusing to talk to it",
+            path.display(),
+            cred.uid()
+        )));
+    }
+    Ok(())
+}
+
 fn frame_error(e: FrameError) -> ClientError {
     match e {
         FrameError::Closed => ClientError::Connection("the agent closed the connection".into()),
@@ -164,6 +184,8 @@ pub struct Client {
     /// first request, so a one-shot command costs one round trip, not two.
     pending_hello: Option<Vec<u8>>,
     agent_software: String,
+    /// For messages that name the socket.
+    path: PathBuf,
 }
 
 impl Client {
@@ -182,6 +204,10 @@ impl Client {
             };
             ClientError::NoAgent(format!("cannot reach the agent at {}: {why}", path.display()))
         })?;
+        // Nothing is sent, a secret least of all, before the socket is known
+        // to be served by this user (or root, for an agent it runs for all):
+        // SIGNET_AUTH_SOCK may name anything.
+        check_peer(&stream, &path)?;
         let _ = stream.set_read_timeout(Some(CALL_TIMEOUT));
         let hello =
             Request::Hello { version: PROTOCOL_VERSION, software: agent_version_string("signet") };
@@ -189,6 +215,7 @@ impl Client {
             stream: BufReader::with_capacity(64 * 1024, stream),
             pending_hello: Some(encode_frame(&hello).map_err(frame_error)?),
             agent_software: String::new(),
+            path,
         })
     }
 
@@ -204,7 +231,19 @@ impl Client {
     }
 
     fn read_hello(&mut self) -> Result<(), ClientError> {
-        match read_frame::<_, Response>(&mut self.stream).map_err(frame_error)? {
+        // Whatever answers that is not a signet frame (another agent's
+        // protocol, a closed connection) means there is no signet agent.
+        let answer = read_frame::<_, Response>(&mut self.stream).map_err(|e| {
+            let what = match e {
+                FrameError::Closed => "it closed the connection without a word".to_string(),
+                FrameError::Io(e) => format!("reading its answer failed ({e})"),
+                FrameError::TooLarge(_) | FrameError::Codec(_) => {
+                    "it answered in another protocol".to_string()
+                }
+            };
+            ClientError::NoAgent(format!("{} is not a signet agent: {what}", self.path.display()))
+        })?;
+        match answer {
             Response::Hello { version, software } if version == PROTOCOL_VERSION => {
                 self.agent_software = software;
                 Ok(())

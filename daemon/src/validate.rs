@@ -14,8 +14,7 @@ use signet_proto::{Failure, Secret, SignatureMethod, TokenKind, TokenParams};
 
 /// Comments are shown in listings: bounded, one line.
 pub const MAX_COMMENT: usize = 256;
-/// A CA bundle is kept in the index; anything bigger is not a CA bundle.
-pub const MAX_CACERT: usize = 256 * 1024;
+pub use signet_proto::token::MAX_CACERT;
 
 fn usage(msg: impl Into<String>) -> Failure {
     Failure::usage(msg)

@@ -240,6 +240,10 @@ pub struct ResponseHead {
     pub headers: Vec<(String, Chunk)>,
     /// The URL that answered, after redirects.
     pub url: String,
+    /// Why the agent did not follow the redirect this response is, when it
+    /// is one (out of the token's scope, too many hops, a streamed body the
+    /// agent cannot send again): the client tells the user.
+    pub unfollowed: Option<String>,
 }
 
 /// Opaque bytes, encoded as one length-prefixed run rather than element by

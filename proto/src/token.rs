@@ -110,6 +110,10 @@ impl FromStr for SignatureMethod {
     }
 }
 
+/// The largest CA bundle a token may carry: it is kept in the index, and
+/// anything bigger is not a CA bundle.
+pub const MAX_CACERT: usize = 256 * 1024;
+
 /// TLS options the agent applies when it performs a request with a token.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TlsOptions {

@@ -45,12 +45,24 @@ fn agent_refuses(env: &TestEnv, cmd: &mut Command) -> Out {
 /// either answers 200 at once or never answers (a hung upstream).
 struct Listener {
     port: u16,
+    #[allow(dead_code)]
+    reply: Option<&'static str>,
     heads: Arc<Mutex<Vec<String>>>,
     open: Arc<AtomicUsize>,
 }
 
 impl Listener {
     fn start(answer: bool) -> Listener {
+        Listener::start_with(answer, None)
+    }
+
+    /// A listener that answers every request with `reply` (a whole raw
+    /// HTTP response).
+    fn replying(reply: &'static str) -> Listener {
+        Listener::start_with(true, Some(reply))
+    }
+
+    fn start_with(answer: bool, reply: Option<&'static str>) -> Listener {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let heads = Arc::new(Mutex::new(Vec::new()));
@@ -59,10 +71,10 @@ impl Listener {
         std::thread::spawn(move || {
             for s in l.incoming().flatten() {
                 let (h, o) = (h.clone(), o.clone());
-                std::thread::spawn(move || serve(s, answer, &h, &o));
+                std::thread::spawn(move || serve(s, answer, reply, &h, &o));
             }
         });
-        Listener { port, heads, open }
+        Listener { port, reply, heads, open }
     }
 
     fn origin(&self) -> String {
@@ -79,7 +91,13 @@ impl Listener {
     }
 }
 
-fn serve(mut s: TcpStream, answer: bool, heads: &Mutex<Vec<String>>, open: &AtomicUsize) {
+fn serve(
+    mut s: TcpStream,
+    answer: bool,
+    reply: Option<&str>,
+    heads: &Mutex<Vec<String>>,
+    open: &AtomicUsize,
+) {
     open.fetch_add(1, Ordering::SeqCst);
     let mut r = BufReader::new(s.try_clone().unwrap());
     let mut head = String::new();
@@ -94,7 +112,8 @@ fn serve(mut s: TcpStream, answer: bool, heads: &Mutex<Vec<String>>, open: &Atom
         heads.lock().unwrap().push(head);
     }
     if answer {
-        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+        let _ = s.write_all(reply.unwrap_or(ok).as_bytes());
     } else {
         // Hold the connection without a word until the client closes it.
         let _ = r.read_to_end(&mut Vec::new());
@@ -447,15 +466,33 @@ fn root_is_refused_by_another_users_agent() {
     BufReader::new(agent.stdout.take().unwrap()).read_line(&mut first).unwrap();
     assert!(first.starts_with("SIGNET_AUTH_SOCK="), "the user's agent did not start: {first:?}");
 
-    // Root reaches the socket through the 0700 directory, and is refused.
+    // Root reaches the socket through the 0700 directory. Its client
+    // refuses to talk to another user's agent at all; below the client,
+    // the agent refuses root by itself.
     let mut c = env.command("signet");
     c.env("SIGNET_AUTH_SOCK", &sock);
     let out = run(c.args(["list"]), b"");
+    let mut raw_conn = signet_tests::raw::connect(&sock);
+    signet_tests::raw::send(
+        &mut raw_conn,
+        &signet_proto::Request::Hello {
+            version: signet_proto::PROTOCOL_VERSION,
+            software: "raw".into(),
+        },
+    );
+    let answer = signet_tests::raw::recv(&mut raw_conn);
     let _ = agent.kill();
     let _ = agent.wait();
-    assert_eq!(out.code(), 5, "{out:#?}");
-    assert!(out.stderr.contains("permission denied"), "{out:#?}");
-    assert!(out.stderr.contains("root cannot use another user's agent"), "{out:#?}");
+    assert_eq!(out.code(), 3, "{out:#?}");
+    assert!(out.stderr.contains(&format!("served by uid {}", user.uid)), "{out:#?}");
+    match answer {
+        signet_proto::Response::Failure(f) => {
+            assert_eq!(f.code.exit_code(), 5);
+            assert!(f.message.contains("permission denied"), "{f:?}");
+            assert!(f.hint.unwrap_or_default().contains("root cannot use another user's agent"));
+        }
+        other => panic!("root was served: {other:?}"),
+    }
 }
 
 /// How many times `needle` occurs in the readable memory of process `pid`
@@ -523,4 +560,122 @@ fn no_copy_of_a_used_secret_is_left_in_agent_memory_after_rm() {
         copies_in_memory(pid, maas_secret.as_bytes()),
         copies_in_memory(pid, bearer_secret.as_bytes())
     );
+}
+
+#[test]
+fn the_client_sends_nothing_to_a_socket_served_by_another_user() {
+    let Some(env) = TestEnv::new(Backend::Keyutils) else { return };
+    let Some(user) = throwaway_user("the_client_sends_nothing_to_a_socket_served_by_another_user")
+    else {
+        return;
+    };
+    std::fs::set_permissions(env.root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = env.root.path().join("theirs");
+    std::fs::create_dir(&dir).unwrap();
+    nix::unistd::chown(&dir, Some(user.uid), Some(user.gid)).unwrap();
+    let sock = dir.join("fake.sock");
+    let got = dir.join("got");
+    // A listener of another user that records whatever it is sent.
+    let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\ns.listen(1)\nprint('ready',flush=True)\nc,_=s.accept()\nc.settimeout(3)\ndata=b''\ntry:\n  while True:\n    b=c.recv(4096)\n    if not b: break\n    data+=b\nexcept Exception: pass\nopen(sys.argv[2],'wb').write(data)\n";
+    let mut listener = Command::new("setpriv")
+        .arg(format!("--reuid={}", user.uid))
+        .arg(format!("--regid={}", user.gid))
+        .arg("--clear-groups")
+        // The system's Python: a per-user install under root's home is out
+        // of the other user's reach.
+        .args(["/usr/bin/python3", "-c", script])
+        .arg(&sock)
+        .arg(&got)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(listener.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let mut c = env.command("signet");
+    c.env("SIGNET_AUTH_SOCK", &sock);
+    let out = run(c.args(["add", "x", "--kind", "bearer", "--url", "https://h/"]), b"TopSecret\n");
+    let _ = wait_timeout(&mut listener, Duration::from_secs(10));
+    assert_eq!(out.code(), 3, "{out:#?}");
+    assert!(out.stderr.contains(&format!("served by uid {}", user.uid)), "{out:#?}");
+    let received = std::fs::read(&got).unwrap_or_default();
+    assert!(received.is_empty(), "the client sent {} bytes", received.len());
+}
+
+#[test]
+fn a_socket_that_is_not_signets_exits_3() {
+    let Some(env) = TestEnv::new(Backend::Keyutils) else { return };
+    let sock = env.root.path().join("ssh-agent.sock");
+    let out = Command::new("ssh-agent").arg("-a").arg(&sock).output().expect("ssh-agent");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let pid: i32 = text
+        .split("SSH_AGENT_PID=")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no ssh-agent pid in {text:?}"));
+    let mut c = env.command("signet");
+    c.env("SIGNET_AUTH_SOCK", &sock);
+    let out = run(c.args(["list"]), b"");
+    let _ =
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(out.code(), 3, "{out:#?}");
+    assert!(out.stderr.contains("is not a signet agent"), "{out:#?}");
+    // No Debug formatting reaches the user.
+    assert!(!out.stderr.contains('{') && !out.stderr.contains("Unexpected"), "{out:#?}");
+}
+
+#[test]
+fn an_unfollowed_redirect_says_why_and_f_o_leaves_no_file_on_an_error() {
+    let Some(env) = TestEnv::started(Backend::Keyutils) else { return };
+    let redirect = Listener::replying(
+        "HTTP/1.1 302 Found\r\nLocation: http://elsewhere.example/x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    env.add("r", "bearer", &format!("{}/", redirect.origin()), "s", &[]);
+    let out = env.signet(&["request", "r", "/a"]);
+    out.ok();
+    assert!(
+        out.stderr.contains("not following the redirect (302) to http://elsewhere.example/x")
+            && out.stderr.contains("refused"),
+        "{out:#?}"
+    );
+
+    let missing = Listener::replying(
+        "HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\nConnection: close\r\n\r\nnope",
+    );
+    env.add("n", "bearer", &format!("{}/", missing.origin()), "s", &[]);
+    let file = env.root.path().join("out.txt");
+    let out = env.signet(&["request", "n", "-f", "-o", file.to_str().unwrap(), "/a"]);
+    assert_eq!(out.code(), 22, "{out:#?}");
+    assert!(!file.exists(), "-f -o left a file behind");
+    env.signet(&["request", "n", "-o", file.to_str().unwrap(), "/a"]).ok();
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "nope");
+}
+
+#[test]
+fn devices_and_huge_files_are_not_read_without_end() {
+    let Some(env) = TestEnv::started(Backend::Keyutils) else { return };
+    env.add("t", "bearer", "https://h/", "s", &[]);
+    let t = Instant::now();
+    let out = env.signet_in(
+        &["add", "x", "--kind", "bearer", "--url", "https://h/", "--cacert", "/dev/zero"],
+        b"t\n",
+    );
+    assert_eq!(out.code(), 2, "{out:#?}");
+    assert!(out.stderr.contains("larger than"), "{out:#?}");
+    let out = env.signet(&["request", "t", "-d", "@/dev/zero", "/x"]);
+    assert_eq!(out.code(), 2, "{out:#?}");
+    assert!(out.stderr.contains("larger than") && out.stderr.contains("--data-binary"), "{out:#?}");
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+}
+
+#[test]
+fn the_expiry_hint_offers_rotate_only_where_it_works() {
+    let Some(env) = TestEnv::started(Backend::Keyutils) else { return };
+    env.add("b", "bearer", "https://h/", "s", &["--expires", "1s", "--exportable"]);
+    std::thread::sleep(Duration::from_millis(2100));
+    let out = env.signet(&["sign", "b", "GET", "/x"]);
+    assert_eq!(out.code(), 5, "{out:#?}");
+    assert!(out.stderr.contains("expired at"), "{out:#?}");
+    assert!(!out.stderr.contains("rotate"), "{out:#?}");
 }

@@ -117,9 +117,9 @@ impl BodySource {
     }
 }
 
-fn read_file(path: &str) -> Result<Vec<u8>, Failed> {
-    std::fs::read(path).map_err(|e| Failed::usage(format!("cannot read {path}: {e}")))
-}
+/// `-d @FILE` is read whole into memory (its line breaks dropped, as curl
+/// does); `--data-binary @FILE` streams instead, for bodies of any size.
+const MAX_DATA: usize = 64 << 20;
 
 fn body_source(a: &RequestArgs) -> Result<Option<BodySource>, Failed> {
     if let Some(d) = &a.data_binary {
@@ -138,13 +138,10 @@ fn body_source(a: &RequestArgs) -> Result<Option<BodySource>, Failed> {
     for d in &a.data {
         parts.push(match d.strip_prefix('@') {
             Some(path) => {
-                let raw = if path == "-" {
-                    let mut v = Vec::new();
-                    io::stdin().read_to_end(&mut v).map_err(|e| io_failed("stdin", e))?;
-                    v
-                } else {
-                    read_file(path)?
-                };
+                let raw = crate::input::read_bounded(path, MAX_DATA, "-d").map_err(|f| Failed {
+                    hint: Some("--data-binary @FILE streams a body of any size".into()),
+                    ..f
+                })?;
                 raw.into_iter().filter(|b| *b != b'\n' && *b != b'\r').collect()
             }
             None => d.as_bytes().to_vec(),
@@ -177,12 +174,6 @@ pub fn request(socket: Option<&Path>, a: RequestArgs) -> Result<(), Failed> {
     }
     let method =
         a.method.clone().unwrap_or_else(|| if body.is_some() { "POST" } else { "GET" }.into());
-    let mut out: Box<dyn Write> = match &a.output {
-        Some(p) => Box::new(
-            File::create(p).map_err(|e| io_failed(&format!("cannot write {}", p.display()), e))?,
-        ),
-        None => Box::new(io::stdout().lock()),
-    };
     let mut client = Client::connect(socket)?;
     let req = HttpRequest {
         name: a.name.clone(),
@@ -194,6 +185,10 @@ pub fn request(socket: Option<&Path>, a: RequestArgs) -> Result<(), Failed> {
     };
     let mut resp = client.perform(req, body.as_mut().map(BodySource::reader))?;
     let status = resp.head.status;
+    if let Some(why) = &resp.head.unfollowed {
+        let to = resp.header("location").map(String::from_utf8_lossy).unwrap_or_default();
+        eprintln!("signet: not following the redirect ({status}) to {to}: {why}");
+    }
     if a.fail && status >= 400 {
         // Drain, so the agent finishes cleanly, but print nothing.
         io::copy(&mut resp, &mut io::sink())
@@ -207,6 +202,14 @@ pub fn request(socket: Option<&Path>, a: RequestArgs) -> Result<(), Failed> {
             hint: None,
         });
     }
+    // The file is made only for a body that will be written, so `-f -o`
+    // leaves no empty file behind on an error status, as curl does.
+    let mut out: Box<dyn Write> = match &a.output {
+        Some(p) => Box::new(
+            File::create(p).map_err(|e| io_failed(&format!("cannot write {}", p.display()), e))?,
+        ),
+        None => Box::new(io::stdout().lock()),
+    };
     if a.include {
         let mut h = format!("{} {} {}\r\n", resp.head.version, status, resp.head.reason);
         for (k, v) in &resp.head.headers {

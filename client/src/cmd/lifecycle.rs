@@ -171,12 +171,7 @@ pub struct RotateArgs {
 }
 
 fn read_pem(p: &Option<PathBuf>) -> Result<Option<String>, Failed> {
-    p.as_ref()
-        .map(|p| {
-            std::fs::read_to_string(p)
-                .map_err(|e| Failed::usage(format!("cannot read --cacert {}: {e}", p.display())))
-        })
-        .transpose()
+    p.as_deref().map(crate::input::read_cacert).transpose()
 }
 
 pub fn maas(socket: Option<&Path>, cmd: MaasCmd) -> Result<(), Failed> {

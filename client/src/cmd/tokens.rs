@@ -72,13 +72,7 @@ pub fn add(socket: Option<&Path>, a: AddArgs) -> Result<(), Failed> {
         .map(parse_expiry)
         .transpose()
         .map_err(|e| Failed::usage(e.to_string()))?;
-    let cacert_pem = match &a.cacert {
-        None => None,
-        Some(p) => Some(
-            std::fs::read_to_string(p)
-                .map_err(|e| Failed::usage(format!("cannot read --cacert {}: {e}", p.display())))?,
-        ),
-    };
+    let cacert_pem = a.cacert.as_deref().map(input::read_cacert).transpose()?;
     let mut client = Client::connect(socket)?;
     let secret = input::read_secret(a.kind, &a.name)?;
     signet_proto::secret::validate(a.kind, &secret).map_err(|e| Failed::usage(e.to_string()))?;

@@ -187,6 +187,8 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     let mut method = p.method.clone();
     let mut headers = p.headers.clone();
     let mut hops = 0;
+    // Why a redirect in the answer was handed back instead of followed.
+    let mut unfollowed = None;
     let resp = loop {
         let form: Vec<(String, String)> = match &body {
             Body::Buffered(b) if p.sign_form_body => url::form_urlencoded::parse(b)
@@ -222,20 +224,28 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         agent.store.record_use(&p.entry.id, now());
 
         let status = resp.status();
-        if !is_redirect(status) || hops >= MAX_REDIRECTS {
+        if !is_redirect(status) {
             break resp;
         }
-        let Some(next) = resp
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|l| l.to_str().ok())
-            .and_then(|l| url.join(l).ok())
-        else {
+        if hops >= MAX_REDIRECTS {
+            unfollowed = Some(format!("it is past the {MAX_REDIRECTS}th redirect"));
+            break resp;
+        }
+        let location = resp.headers().get(reqwest::header::LOCATION).and_then(|l| l.to_str().ok());
+        // The same check as a URL given on the command line: a Location
+        // that parsers read differently is not followed.
+        let next = location.and_then(|l| {
+            signet_proto::token::check_url_text(l).ok()?;
+            url.join(l).ok()
+        });
+        let Some(next) = next else {
+            unfollowed = Some("its Location is missing or not a usable URL".into());
             break resp;
         };
-        if policy::check_scope(&p.entry.name, &p.base, &next).is_err() {
+        if let Err(f) = policy::check_scope(&p.entry.name, &p.base, &next) {
             // Out of scope: hand the redirect back, follow nothing.
             tracing::info!(token = %p.entry.name, "not following a redirect out of the token's scope");
+            unfollowed = Some(f.message);
             break resp;
         }
         // 303, and 301/302 after POST, become a GET without a body (as curl
@@ -248,6 +258,10 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             body = Body::None;
             headers.retain(|(k, _)| !k.eq_ignore_ascii_case("content-type"));
         } else if streamed {
+            unfollowed = Some(format!(
+                "a {} asks for the request body again, and it was streamed",
+                status.as_u16()
+            ));
             break resp;
         }
         hops += 1;
@@ -264,6 +278,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             .map(|(k, v)| (k.as_str().to_string(), Chunk(v.as_bytes().to_vec())))
             .collect(),
         url: url.to_string(),
+        unfollowed,
     };
     out.send(&Response::Head(head)).await.map_err(Outcome::Broken)?;
     let mut resp = resp;
