@@ -5,15 +5,30 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use signet_client::{Client, NewToken, Secret, TokenKind};
-use signet_tests::{Backend, TestEnv};
+use signet_tests::{Backend, TestEnv, eventually};
 
-/// Adds, renames and removes tokens until the agent goes away. Each secret
-/// names the token it was created for, so a mix-up would show.
-fn churn(socket: std::path::PathBuf, round: u32, stop: Arc<AtomicBool>) -> u32 {
+/// Operations of churn each round completes before its kill: three is one of
+/// each kind (add; add and rename; add and remove), and keeps a slow machine
+/// from killing an agent that has done next to nothing.
+const MIN_OPS_PER_ROUND: u32 = 3;
+
+/// How long a round may take to reach [`MIN_OPS_PER_ROUND`]: far more than
+/// a loaded machine needs, so that only a stuck agent runs into it.
+const CHURN_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Adds, renames and removes tokens until the agent goes away, publishing in
+/// `done` how many operations it completed. Each secret names the token it was
+/// created for, so a mix-up would show.
+fn churn(
+    socket: std::path::PathBuf,
+    round: u32,
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicU32>,
+) -> u32 {
     let Ok(mut c) = Client::connect(Some(&socket)) else { return 0 };
     let mut n = 0u32;
     while !stop.load(Ordering::Relaxed) {
@@ -29,6 +44,7 @@ fn churn(socket: std::path::PathBuf, round: u32, stop: Arc<AtomicBool>) -> u32 {
             break;
         }
         n += 1;
+        done.store(n, Ordering::Relaxed);
     }
     n
 }
@@ -47,11 +63,24 @@ fn sigkill_at_any_instant_never_splits_index_and_keyring() {
     let mut total_ops = 0;
     for round in 0..10 {
         let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicU32::new(0));
         let worker = {
-            let (sock, stop) = (env.socket(), stop.clone());
-            std::thread::spawn(move || churn(sock, round, stop))
+            let (sock, stop, done) = (env.socket(), stop.clone(), done.clone());
+            std::thread::spawn(move || churn(sock, round, stop, done))
         };
-        std::thread::sleep(Duration::from_millis(20 + next(&mut seed) % 200));
+        // A fixed delay before the kill would let a loaded machine kill an
+        // agent that has barely begun: wait for churn, not for time.
+        eventually(CHURN_DEADLINE, || {
+            done.load(Ordering::Relaxed) >= MIN_OPS_PER_ROUND || worker.is_finished()
+        });
+        let ops = done.load(Ordering::Relaxed);
+        assert!(
+            ops >= MIN_OPS_PER_ROUND,
+            "round {round}: the churn stopped or stalled after {ops} ops, before the kill:\n{}",
+            env.agent_log()
+        );
+        // Then the random part, so that the kill lands anywhere in an operation.
+        std::thread::sleep(Duration::from_millis(next(&mut seed) % 200));
         env.kill_agent();
         stop.store(true, Ordering::Relaxed);
         total_ops += worker.join().expect("worker");

@@ -341,13 +341,20 @@ fn timeout_against_a_server_that_never_answers_exits_7() {
     // Without --timeout a request waits; meanwhile the agent serves others.
     let server = BearerLikeServer::start(ExpectedAuth::bearer("ok"));
     env.add("fine", "bearer", &server.url(), "ok", &[]);
+    // Counted before the spawn, or the hung request may be in it already; and
+    // only once both timed-out requests are in it, or a late accept of theirs
+    // could pass for the hung request.
+    assert!(
+        eventually(Duration::from_secs(10), || silent.accepted() >= 2),
+        "the timed-out requests never reached the silent server"
+    );
+    let accepted_before = silent.accepted();
     let mut hung = env.signet_command();
     hung.args(["request", "slow", "hang"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let mut hung = hung.spawn().expect("spawn signet");
-    let accepted_before = silent.accepted();
     assert!(
         eventually(Duration::from_secs(10), || silent.accepted() > accepted_before),
         "the hung request never reached the silent server"
