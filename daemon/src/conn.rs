@@ -15,7 +15,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use signet_proto::frame::{FrameError, read_body_async, read_prefix_async, write_frame_async};
+use signet_proto::frame::{
+    FrameError, read_body_async, read_frame_async, read_prefix_async, write_frame_async,
+};
 use signet_proto::{
     Chunk, ErrorCode, Failure, MAX_CHUNK, PROTOCOL_VERSION, Request, Response, agent_version_string,
 };
@@ -193,11 +195,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> BodyIn<'_, S> {
     /// and the connection stays in step.
     pub async fn forward(&mut self, tx: mpsc::Sender<BodyItem>) -> Result<(), Closed> {
         loop {
-            let frame = tokio::time::timeout(self.idle, async {
-                let len = read_prefix_async(&mut self.rd).await?;
-                read_body_async::<_, Request>(&mut self.rd, len).await
-            })
-            .await;
+            let frame =
+                tokio::time::timeout(self.idle, read_frame_async::<_, Request>(&mut self.rd)).await;
             let frame = match frame {
                 Err(_) => return Err(Closed::Error("request body timed out".into())),
                 Ok(Err(e)) => {

@@ -171,15 +171,12 @@ fn key_from_answer(body: &[u8], what: &str) -> Result<Secret, Failure> {
             joined.push_str(&tk);
             joined.push(':');
             joined.push_str(&ts);
-            Secret::from_str_value(&joined)
+            Some(Secret::from_str_value(&joined))
         }
-        _ => {
-            wipe_field(&mut v, "token_secret");
-            return Err(Failure::other(format!("{what}: the server's answer has no complete key")));
-        }
+        _ => None,
     };
     wipe_field(&mut v, "token_secret");
-    Ok(key)
+    key.ok_or_else(|| Failure::other(format!("{what}: the server's answer has no complete key")))
 }
 
 fn wipe_field(v: &mut Value, k: &str) {
