@@ -4,13 +4,22 @@
 //! talks to the agent through [`signet_client::Client`], and prints: a table
 //! for people, `--json` for scripts. Every failure ends in one of the exit
 //! codes in the README's table and a `signet: ...` line on stderr.
+//!
+//! `signet` runs once per request in wrapper scripts, so its start-up is
+//! part of every request's cost. Its `main` is the C entry point: std's
+//! runtime start-up spends a third of the process's instructions finding
+//! the main thread's stack guard (reading /proc/self/maps), which a
+//! program that neither recurses deeply nor spawns threads does not need.
+//! [`main`] does the rest of what that start-up does, itself.
+
+#![cfg_attr(not(test), no_main)]
 
 mod cmd;
+mod entry;
 mod input;
 mod output;
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use signet_client::ClientError;
@@ -94,10 +103,9 @@ pub fn report(f: &Failed) {
     }
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
+pub(crate) fn run(cli: Cli) -> Result<(), Failed> {
     let socket = cli.socket.as_deref();
-    let result = match cli.cmd {
+    match cli.cmd {
         Command::Add(a) => cmd::tokens::add(socket, a),
         Command::List(a) => cmd::tokens::list(socket, a),
         Command::Show(a) => cmd::tokens::show(socket, a),
@@ -109,12 +117,54 @@ fn main() -> ExitCode {
         Command::Maas(c) => cmd::lifecycle::maas(socket, c),
         Command::Vms(c) => cmd::lifecycle::vms(socket, c),
         Command::Rotate(a) => cmd::lifecycle::rotate(socket, a),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(f) => {
-            report(&f);
-            ExitCode::from(u8::try_from(f.code).unwrap_or(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clap_sign(argv: &[&str]) -> Option<cmd::http::SignArgs> {
+        let cli =
+            Cli::try_parse_from(std::iter::once("signet").chain(argv.iter().copied())).ok()?;
+        match cli.cmd {
+            Command::Sign(a) if cli.socket.is_none() => Some(a),
+            _ => None,
+        }
+    }
+
+    fn plain(argv: &[&str]) -> Option<cmd::http::SignArgs> {
+        cmd::http::SignArgs::plain(argv.iter().map(std::ffi::OsString::from))
+    }
+
+    #[test]
+    fn the_plain_sign_path_agrees_with_clap() {
+        let taken: &[&[&str]] = &[
+            &["sign", "maas", "machines/"],
+            &["sign", "maas", "POST", "machines/?op=allocate"],
+            &["sign", "", "x"],
+            &["sign", "a b", "GET", "http://h/p q"],
+        ];
+        for argv in taken {
+            let fast = plain(argv);
+            assert!(fast.is_some(), "{argv:?} should take the plain path");
+            assert_eq!(fast, clap_sign(argv), "{argv:?}");
+        }
+        let left_to_clap: &[&[&str]] = &[
+            &["sign"],
+            &["sign", "maas"],
+            &["sign", "maas", "GET", "u", "extra"],
+            &["sign", "--json", "maas", "u"],
+            &["sign", "maas", "u", "--json"],
+            &["sign", "maas", "--form", "a=b", "u"],
+            &["sign", "--", "maas", "u"],
+            &["sign", "-h"],
+            &["--socket", "/s", "sign", "maas", "u"],
+            &["list"],
+            &[],
+        ];
+        for argv in left_to_clap {
+            assert_eq!(plain(argv), None, "{argv:?} must be left to clap");
         }
     }
 }

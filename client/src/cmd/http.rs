@@ -12,7 +12,7 @@ use crate::{Failed, name_ok};
 
 // `NAME [METHOD] URL` puts an optional positional before a required one,
 // which clap accepts only with `allow_missing_positional` on the command.
-#[derive(Args)]
+#[derive(Args, Debug, PartialEq)]
 pub struct SignArgs {
     /// The token to sign with.
     name: String,
@@ -27,6 +27,33 @@ pub struct SignArgs {
     /// Print JSON for scripts: {"headers": [{"name": N, "value": V}]}.
     #[arg(long)]
     json: bool,
+}
+
+impl SignArgs {
+    /// `sign NAME URL` or `sign NAME METHOD URL` with no option: exactly
+    /// what clap would make of those arguments. `None` for anything else
+    /// (an option, `--`, `-h`, not UTF-8, another command), which clap
+    /// then parses.
+    pub fn plain(mut args: impl Iterator<Item = std::ffi::OsString>) -> Option<SignArgs> {
+        if args.next()? != "sign" {
+            return None;
+        }
+        let mut rest = Vec::with_capacity(3);
+        for a in args {
+            let a = a.into_string().ok()?;
+            if a.starts_with('-') || rest.len() == 3 {
+                return None;
+            }
+            rest.push(a);
+        }
+        let mut rest = rest.into_iter();
+        let (name, method, url) = match (rest.next(), rest.next(), rest.next()) {
+            (Some(n), Some(u), None) => (n, "GET".to_string(), u),
+            (Some(n), Some(m), Some(u)) => (n, m, u),
+            _ => return None,
+        };
+        Some(SignArgs { name, method, url, form: Vec::new(), json: false })
+    }
 }
 
 fn io_failed(what: &str, e: io::Error) -> Failed {
