@@ -183,6 +183,21 @@ impl Req {
         Ok((len, hex(hasher.finish().as_ref())))
     }
 
+    /// Reads the body and only counts it.
+    pub async fn count_body(&mut self) -> Result<u64, Reply> {
+        let mut len = self.buffered.as_ref().map_or(0, |b| b.len() as u64);
+        if let Some(mut body) = self.body.take() {
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| Reply::refuse(400, &format!("bad body: {e}")))?;
+                if let Ok(data) = frame.into_data() {
+                    self.body_len += data.len() as u64;
+                    len += data.len() as u64;
+                }
+            }
+        }
+        Ok(len)
+    }
+
     /// Form parameters of the body: urlencoded or multipart/form-data (MAAS accepts
     /// both). Any other media type (or none) gives no parameters.
     pub async fn form_params(&mut self) -> Result<Vec<(String, String)>, Reply> {
@@ -548,12 +563,20 @@ impl Body for PatternBody {
 /// - `echo…` (any method): 200 JSON {method, target, body_len, body_sha256,
 ///   content_type, headers (all but Authorization)};
 /// - `big/<n>`: 200, n bytes of the pattern (`pattern_bytes`);
+/// - `sink` (any method): reads the body and answers 200 JSON {body_len}, doing
+///   no other work, so that an upload measures the path and not the server;
 /// - `redirect?to=<url>[&status=30x]`: a redirect (302 by default) to `to`.
 ///
 /// Returns None when `rest` is none of them.
 pub(crate) async fn generic_endpoint(req: &mut Req, rest: &str) -> Option<Reply> {
     if rest.starts_with("echo") {
         return Some(echo(req).await);
+    }
+    if rest.starts_with("sink") {
+        return Some(match req.count_body().await {
+            Ok(len) => Reply::json(200, &serde_json::json!({ "body_len": len }), "ok"),
+            Err(r) => r,
+        });
     }
     if let Some(n) = rest.strip_prefix("big/") {
         let n = n.trim_end_matches('/');
