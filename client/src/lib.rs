@@ -58,14 +58,17 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use signet_proto::codec::decode;
 pub use signet_proto::expiry::Expiry;
-use signet_proto::frame::{FrameError, encode_frame, read_frame, write_frame};
+use signet_proto::frame::{
+    FrameError, chunk_data, chunk_head, encode_frame, read_frame, read_frame_into, write_frame,
+};
 pub use signet_proto::{
     AccountInfo, ErrorCode, Failure, ImportOutcome, ResponseHead, Secret, ServerToken,
     SignatureMethod, StatusInfo, TlsOptions, TokenInfo, TokenKind, TokenParams,
 };
 use signet_proto::{
-    Chunk, LifecycleOp, MAX_CHUNK, MaasLogin, PROTOCOL_VERSION, PerformRequest, Request, Response,
+    LifecycleOp, MAX_CHUNK, MaasLogin, PROTOCOL_VERSION, PerformRequest, Request, Response,
     Service, SignRequest, agent_version_string,
 };
 pub use types::{
@@ -409,15 +412,23 @@ impl Client {
                         )));
                     }
                 };
-                write_frame(self.stream.get_mut(), &Request::BodyChunk(Chunk(buf[..n].to_vec())))
-                    .map_err(frame_error)?;
+                // The head, then the bytes where they were read: no copy.
+                let head = chunk_head::<Request>(n).map_err(frame_error)?;
+                let w = self.stream.get_mut();
+                w.write_all(&head)
+                    .and_then(|()| w.write_all(&buf[..n]))
+                    .map_err(|e| frame_error(FrameError::Io(e)))?;
             }
             write_frame(self.stream.get_mut(), &Request::BodyEnd).map_err(frame_error)?;
         }
         match read_frame::<_, Response>(&mut self.stream).map_err(frame_error)? {
-            Response::Head(head) => {
-                Ok(PerformResponse { head, client: self, chunk: Vec::new(), pos: 0, done: false })
-            }
+            Response::Head(head) => Ok(PerformResponse {
+                head,
+                client: self,
+                frame: Zeroizing::new(Vec::new()),
+                data: 0..0,
+                done: false,
+            }),
             Response::Failure(f) => Err(ClientError::Agent(f)),
             other => Err(unexpected(&other)),
         }
@@ -651,8 +662,10 @@ pub struct PerformResponse<'a> {
     /// The upstream status line and headers, after redirects.
     pub head: ResponseHead,
     client: &'a mut Client,
-    chunk: Vec<u8>,
-    pos: usize,
+    /// The last frame read, undecoded; its allocation is reused.
+    frame: Zeroizing<Vec<u8>>,
+    /// The part of `frame` not yet handed out.
+    data: std::ops::Range<usize>,
     done: bool,
 }
 
@@ -664,19 +677,22 @@ impl PerformResponse<'_> {
     }
 }
 
-impl Read for PerformResponse<'_> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.chunk.len() {
+impl PerformResponse<'_> {
+    /// Makes `data` the next chunk of the body; false at its end.
+    fn next_chunk(&mut self) -> io::Result<bool> {
+        while self.data.is_empty() {
             if self.done {
-                return Ok(0);
+                return Ok(false);
             }
-            let frame = read_frame::<_, Response>(&mut self.client.stream)
+            read_frame_into(&mut self.client.stream, &mut self.frame)
                 .map_err(|e| io::Error::other(frame_error(e)))?;
-            match frame {
-                Response::BodyChunk(Chunk(c)) => {
-                    self.chunk = c;
-                    self.pos = 0;
-                }
+            if let Some(data) = chunk_data::<Response>(&self.frame) {
+                self.data = data;
+                continue;
+            }
+            match decode::<Response>(&self.frame)
+                .map_err(|e| io::Error::other(frame_error(e.into())))?
+            {
                 Response::BodyEnd => self.done = true,
                 Response::Failure(f) => {
                     self.done = true;
@@ -685,9 +701,31 @@ impl Read for PerformResponse<'_> {
                 other => return Err(io::Error::other(unexpected(&other))),
             }
         }
-        let n = out.len().min(self.chunk.len() - self.pos);
-        out[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
-        self.pos += n;
+        Ok(true)
+    }
+
+    /// Writes the rest of the body to `w`, each chunk in one call and
+    /// without copying it first; returns the number of bytes written.
+    /// Errors are as [`Read`]'s.
+    pub fn write_to(&mut self, w: &mut impl Write) -> io::Result<u64> {
+        let mut total = 0u64;
+        while self.next_chunk()? {
+            w.write_all(&self.frame[self.data.clone()])?;
+            total += self.data.len() as u64;
+            self.data = 0..0;
+        }
+        Ok(total)
+    }
+}
+
+impl Read for PerformResponse<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if !self.next_chunk()? {
+            return Ok(0);
+        }
+        let n = out.len().min(self.data.len());
+        out[..n].copy_from_slice(&self.frame[self.data.start..self.data.start + n]);
+        self.data.start += n;
         Ok(n)
     }
 }

@@ -15,13 +15,17 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use bytes::BytesMut;
+use signet_proto::codec::decode;
 use signet_proto::frame::{
-    FrameError, read_body_async, read_frame_async, read_prefix_async, write_frame_async,
+    FrameError, chunk_data, chunk_head, read_body_async, read_prefix_async, write_frame_async,
 };
 use signet_proto::{
-    Chunk, ErrorCode, Failure, MAX_CHUNK, PROTOCOL_VERSION, Request, Response, agent_version_string,
+    ErrorCode, Failure, MAX_CHUNK, PROTOCOL_VERSION, Request, Response, agent_version_string,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, BufReader, ReadHalf, WriteHalf};
+use tokio::io::{
+    AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadHalf, WriteHalf,
+};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
@@ -195,8 +199,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> BodyIn<'_, S> {
     /// and the connection stays in step.
     pub async fn forward(&mut self, tx: mpsc::Sender<BodyItem>) -> Result<(), Closed> {
         loop {
-            let frame =
-                tokio::time::timeout(self.idle, read_frame_async::<_, Request>(&mut self.rd)).await;
+            let frame = tokio::time::timeout(self.idle, read_raw(&mut self.rd)).await;
             let frame = match frame {
                 Err(_) => return Err(Closed::Error("request body timed out".into())),
                 Ok(Err(e)) => {
@@ -205,12 +208,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> BodyIn<'_, S> {
                 }
                 Ok(Ok(f)) => f,
             };
-            match frame {
-                Request::BodyChunk(Chunk(bytes)) => {
-                    // A closed receiver means the upstream exchange is over; drain.
-                    let _ = tx.send(Ok(Bytes::from(bytes))).await;
-                }
-                Request::BodyEnd => return Ok(()),
+            // The body's bytes go upstream where they were read, uncopied.
+            if let Some(data) = chunk_data::<Request>(&frame) {
+                // A closed receiver means the upstream exchange is over; drain.
+                let _ = tx.send(Ok(frame.freeze().slice(data))).await;
+                continue;
+            }
+            match decode::<Request>(&frame) {
+                Ok(Request::BodyEnd) => return Ok(()),
                 _ => {
                     let _ = tx.send(Err(std::io::Error::other("malformed body"))).await;
                     return Err(Closed::Error(
@@ -220,6 +225,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> BodyIn<'_, S> {
             }
         }
     }
+}
+
+/// Reads one frame's body undecoded, into a buffer that is not zeroed
+/// first: a request body's bytes are read where they will be sent from.
+async fn read_raw<R: AsyncRead + Unpin>(r: &mut R) -> Result<BytesMut, FrameError> {
+    let len = read_prefix_async(r).await?;
+    let mut body = BytesMut::with_capacity(len);
+    while body.len() < len {
+        let want = len - body.len();
+        if (&mut *r).take(want as u64).read_buf(&mut body).await? == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+    }
+    Ok(body)
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> BodyIn<'_, S> {
@@ -249,10 +268,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> BodyOut<'_, S> {
         write(&mut self.wr, self.timeout, resp).await
     }
 
-    /// Sends `bytes` as body chunk frames of at most [`MAX_CHUNK`] bytes.
+    /// Sends `bytes` as body chunk frames of at most [`MAX_CHUNK`] bytes,
+    /// each written as its head and then the bytes where they lie: a body
+    /// is never copied into a message.
     pub async fn body(&mut self, bytes: &[u8]) -> Result<(), Closed> {
         for piece in bytes.chunks(MAX_CHUNK) {
-            self.send(&Response::BodyChunk(Chunk(piece.to_vec()))).await?;
+            let head = chunk_head::<Response>(piece.len())
+                .map_err(|e| Closed::Error(format!("write: {e}")))?;
+            let wr = &mut self.wr;
+            let sent = async {
+                wr.write_all(&head).await?;
+                wr.write_all(piece).await?;
+                wr.flush().await
+            };
+            match tokio::time::timeout(self.timeout, sent).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(Closed::Error(format!("write: {e}"))),
+                Err(_) => return Err(Closed::Error("write timed out".into())),
+            }
         }
         Ok(())
     }

@@ -72,6 +72,13 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     Ok(msg)
 }
 
+/// Decodes one value at the start of `bytes`; returns it and the number of
+/// bytes it took.
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), CodecError> {
+    bincode::serde::decode_from_slice(bytes, config())
+        .map_err(|e| CodecError::Decode(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,6 +69,70 @@ pub fn write_frame<W: Write, T: Serialize>(w: &mut W, msg: &T) -> Result<(), Fra
 /// Reads one frame. A clean end of stream before the first byte of the
 /// prefix is [`FrameError::Closed`]; anywhere else it is an i/o error.
 pub fn read_frame<R: Read, T: DeserializeOwned>(r: &mut R) -> Result<T, FrameError> {
+    let mut body = Zeroizing::new(Vec::new());
+    read_frame_into(r, &mut body)?;
+    Ok(codec::decode(&body)?)
+}
+
+/// The messages that carry a body in chunks: [`crate::Request`] (the
+/// request body) and [`crate::Response`] (the response body).
+pub trait Chunked: Serialize {
+    /// The `BodyChunk` variant, holding no bytes.
+    fn empty_chunk() -> Self;
+}
+
+impl Chunked for crate::Request {
+    fn empty_chunk() -> Self {
+        crate::Request::BodyChunk(crate::Chunk::default())
+    }
+}
+
+impl Chunked for crate::Response {
+    fn empty_chunk() -> Self {
+        crate::Response::BodyChunk(crate::Chunk::default())
+    }
+}
+
+/// The encoded `BodyChunk` variant of `M` without its bytes' length.
+fn chunk_tag<M: Chunked>() -> Vec<u8> {
+    // An empty chunk encodes as the variant, then a zero length: one byte.
+    let mut tag = codec::encode(&M::empty_chunk()).unwrap_or_default();
+    tag.pop();
+    tag
+}
+
+/// The head of a frame that carries `len` body bytes as `M`'s `BodyChunk`:
+/// the length prefix and the message up to the bytes. The head followed by
+/// the bytes is exactly `encode_frame(&M::BodyChunk(Chunk(bytes)))`, so a
+/// body goes out without being copied into a message first.
+pub fn chunk_head<M: Chunked>(len: usize) -> Result<Vec<u8>, FrameError> {
+    let tag = chunk_tag::<M>();
+    let len_field = codec::encode(&(len as u64))?;
+    let body = tag.len() + len_field.len() + len;
+    if body > MAX_FRAME {
+        return Err(FrameError::TooLarge(body));
+    }
+    let mut head = Vec::with_capacity(4 + tag.len() + len_field.len());
+    head.extend_from_slice(&(body as u32).to_be_bytes());
+    head.extend_from_slice(&tag);
+    head.extend_from_slice(&len_field);
+    Ok(head)
+}
+
+/// Where the body bytes lie in a frame's body when it is `M`'s `BodyChunk`,
+/// so that they can be used where they are; `None` for any other message,
+/// which is then decoded as usual.
+pub fn chunk_data<M: Chunked>(body: &[u8]) -> Option<std::ops::Range<usize>> {
+    let tag = chunk_tag::<M>();
+    let rest = body.strip_prefix(&tag[..])?;
+    let (len, used) = codec::decode_prefix::<u64>(rest).ok()?;
+    let start = tag.len() + used;
+    (usize::try_from(len).ok()? == body.len() - start).then_some(start..body.len())
+}
+
+/// Reads one frame's body, undecoded, into `buf` (whose allocation is
+/// reused from frame to frame). End of stream as in [`read_frame`].
+pub fn read_frame_into<R: Read>(r: &mut R, buf: &mut Vec<u8>) -> Result<(), FrameError> {
     let mut prefix = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -80,9 +144,10 @@ pub fn read_frame<R: Read, T: DeserializeOwned>(r: &mut R) -> Result<T, FrameErr
             Err(e) => return Err(e.into()),
         }
     }
-    let mut body = Zeroizing::new(vec![0u8; body_len(prefix)?]);
-    r.read_exact(&mut body)?;
-    Ok(codec::decode(&body)?)
+    let len = body_len(prefix)?;
+    buf.resize(len, 0);
+    r.read_exact(buf)?;
+    Ok(())
 }
 
 #[cfg(feature = "tokio")]
@@ -155,6 +220,41 @@ mod tests {
     use super::*;
     use crate::{PROTOCOL_VERSION, Request, Response};
     use std::io::Cursor;
+
+    #[test]
+    fn a_chunk_head_and_its_bytes_are_the_encoded_chunk_frame() {
+        // Around each boundary of the length's variable-size encoding.
+        for len in [0, 1, 250, 251, 252, 255, 256, 65_535, 65_536, 65_537, crate::MAX_CHUNK] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut req = chunk_head::<Request>(len).unwrap();
+            req.extend_from_slice(&data);
+            let whole = encode_frame(&Request::BodyChunk(crate::Chunk(data.clone()))).unwrap();
+            assert_eq!(req, whole, "request chunk of {len}");
+            let mut resp = chunk_head::<Response>(len).unwrap();
+            resp.extend_from_slice(&data);
+            let whole = encode_frame(&Response::BodyChunk(crate::Chunk(data.clone()))).unwrap();
+            assert_eq!(resp, whole, "response chunk of {len}");
+            assert_eq!(chunk_data::<Response>(&resp[4..]).map(|r| &resp[4..][r]), Some(&data[..]));
+            assert_eq!(chunk_data::<Request>(&req[4..]).map(|r| &req[4..][r]), Some(&data[..]));
+        }
+        assert!(matches!(
+            chunk_head::<Response>(MAX_FRAME),
+            Err(FrameError::TooLarge(n)) if n > MAX_FRAME
+        ));
+    }
+
+    #[test]
+    fn chunk_data_finds_no_chunk_in_other_messages_or_a_lying_length() {
+        let end = encode_frame(&Response::BodyEnd).unwrap();
+        assert_eq!(chunk_data::<Response>(&end[4..]), None);
+        let mut short = encode_frame(&Response::BodyChunk(crate::Chunk(vec![7; 10]))).unwrap();
+        short.pop();
+        assert_eq!(chunk_data::<Response>(&short[4..]), None);
+        let mut long = encode_frame(&Response::BodyChunk(crate::Chunk(vec![7; 10]))).unwrap();
+        long.push(0);
+        assert_eq!(chunk_data::<Response>(&long[4..]), None);
+        assert_eq!(chunk_data::<Response>(&[]), None);
+    }
 
     #[test]
     fn oversized_prefix_is_refused_before_reading_the_body() {

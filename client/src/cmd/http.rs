@@ -245,7 +245,7 @@ pub fn request(socket: Option<&Path>, a: RequestArgs) -> Result<(), Failed> {
         h.push_str("\r\n");
         out.write_all(h.as_bytes()).map_err(|e| io_failed("cannot write the response", e))?;
     }
-    let copied = io::copy(&mut resp, &mut out);
+    let copied = resp.write_to(&mut out);
     copied.map_err(|e| failed_from_io(e, "cannot write the response"))?;
     out.flush().map_err(|e| io_failed("cannot write the response", e))?;
     Ok(())
