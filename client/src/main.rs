@@ -22,7 +22,8 @@ use signet_client::ClientError;
     about = "Use API tokens kept by signet-agent, without ever holding them"
 )]
 struct Cli {
-    /// The agent's socket (default: $SIGNET_AUTH_SOCK).
+    /// The agent's socket (default: $SIGNET_AUTH_SOCK, else
+    /// $XDG_RUNTIME_DIR/signet/agent.sock).
     #[arg(long, global = true, value_name = "PATH")]
     socket: Option<PathBuf>,
     #[command(subcommand)]
