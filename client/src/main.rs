@@ -12,7 +12,7 @@ mod output;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use signet_client::ClientError;
 
 #[derive(Parser)]
@@ -57,6 +57,45 @@ enum Command {
     Vms(cmd::lifecycle::VmsCmd),
     /// Replace a token's secret with a freshly minted one (maas, api-token).
     Rotate(cmd::lifecycle::RotateArgs),
+    /// Print a shell completion script: `source <(signet completions bash)`.
+    Completions(CompletionsArgs),
+    /// Print the signet(1) man page (roff), or write it and a page per
+    /// command (signet-add(1), ...) into a directory; for packagers and
+    /// installers.
+    #[command(hide = true)]
+    Man(ManArgs),
+}
+
+#[derive(clap::Args)]
+struct ManArgs {
+    /// Write every page into DIR (e.g. ~/.local/share/man/man1) instead.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
+}
+
+/// Writes what a generator produced to stdout; a closed pipe is a failure
+/// like any other write error, not a panic.
+fn print_generated(
+    what: &str,
+    render: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>,
+) -> Result<(), Failed> {
+    use std::io::Write;
+    let mut buf = Vec::new();
+    let failed = |e: std::io::Error| Failed {
+        code: 1,
+        message: format!("cannot write the {what}: {e}"),
+        hint: None,
+    };
+    render(&mut buf).map_err(failed)?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&buf).and_then(|()| out.flush()).map_err(failed)
 }
 
 /// A failure of the command, with its exit code.
@@ -110,6 +149,21 @@ fn main() -> ExitCode {
         Command::Maas(c) => cmd::lifecycle::maas(socket, c),
         Command::Vms(c) => cmd::lifecycle::vms(socket, c),
         Command::Rotate(a) => cmd::lifecycle::rotate(socket, a),
+        Command::Completions(a) => print_generated("completion script", |buf| {
+            clap_complete::generate(a.shell, &mut Cli::command(), "signet", buf);
+            Ok(())
+        }),
+        Command::Man(ManArgs { dir: None }) => {
+            // As the directory form has it: no page for the `help` command.
+            let cmd = Cli::command().disable_help_subcommand(true);
+            print_generated("man page", |buf| clap_mangen::Man::new(cmd).render(buf))
+        }
+        Command::Man(ManArgs { dir: Some(dir) }) => clap_mangen::generate_to(Cli::command(), &dir)
+            .map_err(|e| Failed {
+                code: 1,
+                message: format!("cannot write the man pages into {}: {e}", dir.display()),
+                hint: Some("name an existing directory you can write to".into()),
+            }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

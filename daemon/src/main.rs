@@ -56,6 +56,26 @@ struct Args {
     /// Config file (default: $XDG_CONFIG_HOME/signet/config.toml).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Print the signet-agent(1) man page (roff), for packagers and installers.
+    #[arg(long, hide = true, exclusive = true)]
+    man: bool,
+}
+
+/// `--man`: the page is rendered from these very flags, so it cannot drift.
+fn print_man() -> ExitCode {
+    use clap::CommandFactory;
+    let mut buf = Vec::new();
+    let written = clap_mangen::Man::new(Args::command())
+        .render(&mut buf)
+        .and_then(|()| std::io::stdout().lock().write_all(&buf))
+        .and_then(|()| std::io::stdout().lock().flush());
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("signet-agent: cannot write the man page: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn csh_style(args: &Args) -> bool {
@@ -228,6 +248,9 @@ fn main() -> ExitCode {
     // SAFETY: first thing in main, before any thread is started.
     let inherited = unsafe { systemd::inherited() };
     let args = Args::parse();
+    if args.man {
+        return print_man();
+    }
     let csh = csh_style(&args);
     if args.kill {
         return match kill_agent(args.socket.as_deref(), csh) {
