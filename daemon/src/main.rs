@@ -6,6 +6,10 @@
 //! and tells the parent through a pipe whether it is ready, and only then
 //! does the parent print the `eval` lines and exit, so that a script that
 //! evals them can use the agent at once.
+//!
+//! Under systemd the socket comes from the service manager instead (socket
+//! activation, see `systemd.rs`), and with `-D` the manager hears READY=1
+//! once the store is open and STOPPING=1 at shutdown.
 
 use std::io::Write;
 use std::path::PathBuf;
