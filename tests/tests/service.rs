@@ -193,3 +193,22 @@ fn notify_socket_hears_ready_then_stopping() {
         Err(e) => skip::skip(&format!("cannot bind an abstract socket here ({e})")),
     }
 }
+
+#[test]
+fn a_passed_descriptor_that_is_not_a_listening_socket_is_refused() {
+    let Some(env) = TestEnv::new(Backend::SecretService) else { return };
+    // LISTEN_PID names the agent itself (the shell's pid, kept by exec),
+    // and fd 3 is /dev/null: no socket to serve, and a clear error.
+    let out = run(
+        Command::new("sh")
+            .env_clear()
+            .envs(env.base_env())
+            .arg("-c")
+            .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" -D --store secret-service 3</dev/null"#)
+            .arg(signet_tests::bin("signet-agent")),
+        b"",
+    );
+    assert_eq!(out.code(), 1, "{out:#?}");
+    assert!(out.stderr.contains("passed by socket activation (fd 3) is not a socket"), "{out:#?}");
+    assert!(!exists(&env.socket()), "it bound a socket of its own instead");
+}

@@ -104,7 +104,9 @@ fn refused(code: u8, message: String, hint: Option<&str>) -> Refused {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let mut input = String::new();
+    // `store` brings the password: the buffer is wiped, and sized so that
+    // reading never moves it and leaves a copy behind.
+    let mut input = Zeroizing::new(String::with_capacity(MAX_INPUT as usize + 1));
     // Read all of it whatever the action: git writes the request before it
     // reads, and a helper that leaves early must not break its pipe.
     if std::io::stdin().take(MAX_INPUT).read_to_string(&mut input).is_err() {
