@@ -195,7 +195,7 @@ fn notify_socket_hears_ready_then_stopping() {
 }
 
 #[test]
-fn a_passed_descriptor_that_is_not_a_listening_socket_is_refused() {
+fn a_passed_descriptor_is_served_only_when_ours_and_a_listening_socket() {
     let Some(env) = TestEnv::new(Backend::SecretService) else { return };
     // LISTEN_PID names the agent itself (the shell's pid, kept by exec),
     // and fd 3 is /dev/null: no socket to serve, and a clear error.
@@ -211,4 +211,32 @@ fn a_passed_descriptor_that_is_not_a_listening_socket_is_refused() {
     assert_eq!(out.code(), 1, "{out:#?}");
     assert!(out.stderr.contains("passed by socket activation (fd 3) is not a socket"), "{out:#?}");
     assert!(!exists(&env.socket()), "it bound a socket of its own instead");
+
+    // Variables inherited from an activated parent (LISTEN_PID is not the
+    // agent's) are not the agent's: it binds its own socket and ignores fd 3.
+    let mut child = Command::new("sh")
+        .env_clear()
+        .envs(env.base_env())
+        .arg("-c")
+        .arg(r#"LISTEN_PID=1 LISTEN_FDS=1 exec "$0" -D --store secret-service 3</dev/null"#)
+        .arg(signet_tests::bin("signet-agent"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert_eq!(
+        first,
+        format!("SIGNET_AUTH_SOCK={}; export SIGNET_AUTH_SOCK;\n", env.socket().display())
+    );
+    run(env.command("signet").arg("list"), b"").ok();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(wait_timeout(&mut child, Duration::from_secs(15)).and_then(|s| s.code()), Some(0));
+    assert!(!exists(&env.socket()), "its own socket is removed at exit");
 }
