@@ -240,3 +240,50 @@ fn a_passed_descriptor_is_served_only_when_ours_and_a_listening_socket() {
     assert_eq!(wait_timeout(&mut child, Duration::from_secs(15)).and_then(|s| s.code()), Some(0));
     assert!(!exists(&env.socket()), "its own socket is removed at exit");
 }
+
+#[test]
+fn the_user_units_parse_and_listen_at_the_default_socket() {
+    let contrib = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/systemd");
+    let socket = std::fs::read_to_string(contrib.join("signet-agent.socket")).unwrap();
+    let service = std::fs::read_to_string(contrib.join("signet-agent.service")).unwrap();
+    let lines = |text: &str| text.lines().map(str::trim).map(str::to_string).collect::<Vec<_>>();
+    let (sock_lines, svc_lines) = (lines(&socket), lines(&service));
+    // %t is $XDG_RUNTIME_DIR: the path clients look at without a variable.
+    for want in ["ListenStream=%t/signet/agent.sock", "DirectoryMode=0700", "SocketMode=0600"] {
+        assert!(sock_lines.iter().any(|l| l == want), "socket unit lacks {want}");
+    }
+    for want in ["Type=notify", "ExecStart=signet-agent -D", "NoNewPrivileges=yes"] {
+        assert!(svc_lines.iter().any(|l| l == want), "service unit lacks {want}");
+    }
+
+    // systemd's own parser: every directive known, every value valid. The
+    // binary is named by its path here, as after `cargo install`.
+    let analyze = std::path::Path::new("/usr/bin/systemd-analyze");
+    if !signet_tests::skip::require_or_skip("systemd-analyze (Debian's systemd)", analyze.exists())
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rt = dir.path().join("run");
+    std::fs::create_dir(&rt).unwrap();
+    std::fs::set_permissions(&rt, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let agent = signet_tests::bin("signet-agent");
+    let service = service
+        .replace("ExecStart=signet-agent -D", &format!("ExecStart={} -D", agent.display()))
+        // No man page is installed here for systemd to look up.
+        .replace("Documentation=man:signet-agent(1)", "");
+    let socket = socket.replace("Documentation=man:signet-agent(1)", "");
+    std::fs::write(dir.path().join("signet-agent.service"), service).unwrap();
+    std::fs::write(dir.path().join("signet-agent.socket"), socket).unwrap();
+    let out = run(
+        Command::new(analyze).env("XDG_RUNTIME_DIR", &rt).current_dir(dir.path()).args([
+            "verify",
+            "--user",
+            "signet-agent.socket",
+            "signet-agent.service",
+        ]),
+        b"",
+    );
+    assert!(out.status.success(), "{out:#?}");
+    assert_eq!(out.stderr.trim(), "", "systemd-analyze complains: {out:#?}");
+}
