@@ -256,6 +256,25 @@ fn the_helper_speaks_gits_protocol() {
         assert!(out.stderr.is_empty(), "{out:#?}");
     }
     assert_eq!(env.signet(&["list", "--json"]).json().as_array().unwrap().len(), 2);
+    // Two that fit equally: none is guessed; the user is told how to name one.
+    env.add(
+        "b2",
+        "basic",
+        "https://git.example/team/",
+        SECRET,
+        &["--username", "v", "--exportable"],
+    );
+    let out = helper(&["get"], "protocol=https\nhost=git.example\npath=team/repo.git\n\n");
+    assert_eq!(out.code(), 2, "{out:#?}");
+    assert!(
+        out.stdout.is_empty() && out.stderr.contains("b, b2") && out.stderr.contains("--token"),
+        "{out:#?}"
+    );
+    let out = helper(
+        &["--token", "b2", "get"],
+        "protocol=https\nhost=git.example\npath=team/repo.git\n\n",
+    );
+    assert_eq!(out.ok(), format!("username=v\npassword={SECRET}\n"));
     // No agent: exit 3 and how to start one, nothing on stdout.
     let out = run(
         env.command("git-credential-signet")

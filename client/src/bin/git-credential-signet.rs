@@ -165,9 +165,12 @@ fn choose<'a>(tokens: &'a [TokenInfo], url: &url::Url) -> Result<Option<&'a Toke
             covers(&base, url).then(|| (t, base.path().len()))
         })
         .collect();
-    // An exportable token beats one the agent would refuse to hand out.
-    let exportable = fitting.iter().any(|(t, _)| t.exportable);
-    let fitting: Vec<_> = fitting.into_iter().filter(|(t, _)| t.exportable == exportable).collect();
+    // A token the agent would hand out beats one it would refuse: an
+    // exportable one first, then an unexpired one. The rest still fit, so
+    // that the agent's refusal tells the user why git got nothing.
+    let rank = |t: &TokenInfo| (t.exportable, !t.expired);
+    let Some(top) = fitting.iter().map(|(t, _)| rank(t)).max() else { return Ok(None) };
+    let fitting: Vec<_> = fitting.into_iter().filter(|(t, _)| rank(t) == top).collect();
     let Some(best) = fitting.iter().map(|(_, n)| *n).max() else { return Ok(None) };
     let names: Vec<&str> =
         fitting.iter().filter(|(_, n)| *n == best).map(|(t, _)| t.name.as_str()).collect();
