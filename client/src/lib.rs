@@ -24,7 +24,8 @@
 //! ```
 //!
 //! The agent is found through `SIGNET_AUTH_SOCK` (or an explicit path),
-//! exactly as ssh-agent's clients find `SSH_AUTH_SOCK`. No async runtime:
+//! exactly as ssh-agent's clients find `SSH_AUTH_SOCK`, else at the default
+//! socket ([`default_socket_path`]) that a systemd socket unit listens on. No async runtime:
 //! a call is a blocking write and read on a Unix socket. Every error maps to
 //! one of the exit codes of the `signet` command (the table in the README),
 //! so a tool built on this crate can exit as `signet` would:
@@ -130,25 +131,43 @@ impl ClientError {
     }
 }
 
-/// The agent's socket: `explicit`, else `$SIGNET_AUTH_SOCK`.
+/// Where an agent listens when nothing names its socket: the path
+/// `signet-agent` binds without `-a` and the systemd socket unit listens on,
+/// `$XDG_RUNTIME_DIR/signet/agent.sock`, else `/tmp/signet-<uid>/agent.sock`
+/// when there is no (absolute) `XDG_RUNTIME_DIR`, as on a server without a
+/// login session.
+pub fn default_socket_path() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if Path::new(&d).is_absolute() => PathBuf::from(d).join("signet/agent.sock"),
+        _ => PathBuf::from(format!("/tmp/signet-{}/agent.sock", nix::unistd::getuid())),
+    }
+}
+
+/// The agent's socket: `explicit`, else `$SIGNET_AUTH_SOCK`, else
+/// [`default_socket_path`]. A script run from cron or a systemd timer thus
+/// finds the agent a socket unit started without any variable set; whoever
+/// answers there is checked (its uid, then its `Hello`) before anything is
+/// sent, as for any other path.
 ///
 /// ```
 /// use std::path::Path;
 ///
-/// let p = signet_client::socket_path(Some(Path::new("/run/user/1000/signet/agent.sock")))?;
+/// let p = signet_client::socket_path(Some(Path::new("/run/user/1000/signet/agent.sock")));
 /// assert_eq!(p, Path::new("/run/user/1000/signet/agent.sock"));
-/// # Ok::<(), signet_client::ClientError>(())
 /// ```
-pub fn socket_path(explicit: Option<&Path>) -> Result<PathBuf, ClientError> {
+pub fn socket_path(explicit: Option<&Path>) -> PathBuf {
     if let Some(p) = explicit {
-        return Ok(p.to_path_buf());
+        return p.to_path_buf();
     }
     match std::env::var_os(SOCKET_ENV) {
-        Some(v) if !v.is_empty() => Ok(PathBuf::from(v)),
-        _ => Err(ClientError::NoAgent(format!(
-            "{SOCKET_ENV} is not set, so there is no agent to talk to"
-        ))),
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => default_socket_path(),
     }
+}
+
+/// Whether the socket was named (argument or variable) or is the default.
+fn socket_named(explicit: Option<&Path>) -> bool {
+    explicit.is_some() || std::env::var_os(SOCKET_ENV).is_some_and(|v| !v.is_empty())
 }
 
 /// Refuses a socket whose server runs as neither this user nor root.
@@ -192,11 +211,12 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to the agent at `explicit` or `$SIGNET_AUTH_SOCK`. The
+    /// Connects to the agent at `explicit`, `$SIGNET_AUTH_SOCK` or the
+    /// default socket (see [`socket_path`]). The
     /// handshake completes with the first call (or [`Client::handshake`]);
     /// a protocol mismatch is reported there as [`ClientError::NoAgent`].
     pub fn connect(explicit: Option<&Path>) -> Result<Client, ClientError> {
-        let path = socket_path(explicit)?;
+        let path = socket_path(explicit);
         let stream = UnixStream::connect(&path).map_err(|e| {
             let why = match e.kind() {
                 io::ErrorKind::NotFound => "no such socket".to_string(),
@@ -205,7 +225,14 @@ impl Client {
                 }
                 _ => e.to_string(),
             };
-            ClientError::NoAgent(format!("cannot reach the agent at {}: {why}", path.display()))
+            if socket_named(explicit) {
+                ClientError::NoAgent(format!("cannot reach the agent at {}: {why}", path.display()))
+            } else {
+                ClientError::NoAgent(format!(
+                    "{SOCKET_ENV} is not set and no agent answers at the default socket {}: {why}",
+                    path.display()
+                ))
+            }
         })?;
         // Nothing is sent, a secret least of all, before the socket is known
         // to be served by this user (or root, for an agent it runs for all):

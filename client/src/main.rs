@@ -10,7 +10,7 @@
 //! runtime start-up spends a third of the process's instructions finding
 //! the main thread's stack guard (reading /proc/self/maps), which a
 //! program that neither recurses deeply nor spawns threads does not need.
-//! [`main`] does the rest of what that start-up does, itself.
+//! `entry::main` does the rest of what that start-up does, itself.
 
 #![cfg_attr(not(test), no_main)]
 
@@ -21,7 +21,7 @@ mod output;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use signet_client::ClientError;
 
 #[derive(Parser)]
@@ -31,7 +31,8 @@ use signet_client::ClientError;
     about = "Use API tokens kept by signet-agent, without ever holding them"
 )]
 struct Cli {
-    /// The agent's socket (default: $SIGNET_AUTH_SOCK).
+    /// The agent's socket (default: $SIGNET_AUTH_SOCK, else
+    /// $XDG_RUNTIME_DIR/signet/agent.sock).
     #[arg(long, global = true, value_name = "PATH")]
     socket: Option<PathBuf>,
     #[command(subcommand)]
@@ -65,6 +66,45 @@ enum Command {
     Vms(cmd::lifecycle::VmsCmd),
     /// Replace a token's secret with a freshly minted one (maas, api-token).
     Rotate(cmd::lifecycle::RotateArgs),
+    /// Print a shell completion script: `source <(signet completions bash)`.
+    Completions(CompletionsArgs),
+    /// Print the signet(1) man page (roff), or write it and a page per
+    /// command (signet-add(1), ...) into a directory; for packagers and
+    /// installers.
+    #[command(hide = true)]
+    Man(ManArgs),
+}
+
+#[derive(clap::Args)]
+struct ManArgs {
+    /// Write every page into DIR (e.g. ~/.local/share/man/man1) instead.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
+}
+
+/// Writes what a generator produced to stdout; a closed pipe is a failure
+/// like any other write error, not a panic.
+fn print_generated(
+    what: &str,
+    render: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>,
+) -> Result<(), Failed> {
+    use std::io::Write;
+    let mut buf = Vec::new();
+    let failed = |e: std::io::Error| Failed {
+        code: 1,
+        message: format!("cannot write the {what}: {e}"),
+        hint: None,
+    };
+    render(&mut buf).map_err(failed)?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&buf).and_then(|()| out.flush()).map_err(failed)
 }
 
 /// A failure of the command, with its exit code.
@@ -117,6 +157,21 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failed> {
         Command::Maas(c) => cmd::lifecycle::maas(socket, c),
         Command::Vms(c) => cmd::lifecycle::vms(socket, c),
         Command::Rotate(a) => cmd::lifecycle::rotate(socket, a),
+        Command::Completions(a) => print_generated("completion script", |buf| {
+            clap_complete::generate(a.shell, &mut Cli::command(), "signet", buf);
+            Ok(())
+        }),
+        Command::Man(ManArgs { dir: None }) => {
+            // As the directory form has it: no page for the `help` command.
+            let cmd = Cli::command().disable_help_subcommand(true);
+            print_generated("man page", |buf| clap_mangen::Man::new(cmd).render(buf))
+        }
+        Command::Man(ManArgs { dir: Some(dir) }) => clap_mangen::generate_to(Cli::command(), &dir)
+            .map_err(|e| Failed {
+                code: 1,
+                message: format!("cannot write the man pages into {}: {e}", dir.display()),
+                hint: Some("name an existing directory you can write to".into()),
+            }),
     }
 }
 

@@ -22,4 +22,5 @@ pub mod server;
 pub mod service;
 pub mod sign;
 pub mod store;
+pub mod systemd;
 pub mod validate;

@@ -6,6 +6,10 @@
 //! and tells the parent through a pipe whether it is ready, and only then
 //! does the parent print the `eval` lines and exit, so that a script that
 //! evals them can use the agent at once.
+//!
+//! Under systemd the socket comes from the service manager instead (socket
+//! activation, see `systemd.rs`), and with `-D` the manager hears READY=1
+//! once the store is open and STOPPING=1 at shutdown.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -20,7 +24,7 @@ use signet_agent::server::BindError;
 use signet_agent::store::Store;
 use signet_agent::store::StoreError;
 use signet_agent::store::keyring::{self, StoreChoice};
-use signet_agent::{harden, paths, server};
+use signet_agent::{harden, paths, server, systemd};
 
 /// Every freed block is wiped first: see `harden::WipingAllocator`.
 #[global_allocator]
@@ -43,8 +47,9 @@ struct Args {
     /// Print csh commands.
     #[arg(short = 'c')]
     csh: bool,
-    /// Kill the agent named by SIGNET_AGENT_PID.
-    #[arg(short = 'k', conflicts_with_all = ["foreground", "socket", "store", "data_dir"])]
+    /// Kill the agent named by SIGNET_AGENT_PID, else the one that answers
+    /// on the socket (-a, SIGNET_AUTH_SOCK or the default).
+    #[arg(short = 'k', conflicts_with_all = ["foreground", "store", "data_dir"])]
     kill: bool,
     /// Where secrets are kept: auto, secret-service or keyutils.
     #[arg(long, default_value = "auto", value_name = "STORE")]
@@ -55,6 +60,26 @@ struct Args {
     /// Config file (default: $XDG_CONFIG_HOME/signet/config.toml).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Print the signet-agent(1) man page (roff), for packagers and installers.
+    #[arg(long, hide = true, exclusive = true)]
+    man: bool,
+}
+
+/// `--man`: the page is rendered from these very flags, so it cannot drift.
+fn print_man() -> ExitCode {
+    use clap::CommandFactory;
+    let mut buf = Vec::new();
+    let written = clap_mangen::Man::new(Args::command())
+        .render(&mut buf)
+        .and_then(|()| std::io::stdout().lock().write_all(&buf))
+        .and_then(|()| std::io::stdout().lock().flush());
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("signet-agent: cannot write the man page: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn csh_style(args: &Args) -> bool {
@@ -98,6 +123,8 @@ enum StartError {
     #[error(transparent)]
     Bind(#[from] BindError),
     #[error(transparent)]
+    Activation(#[from] systemd::ActivationError),
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot resolve the {what}: {err}")]
     Resolve { what: &'static str, err: std::io::Error },
@@ -114,8 +141,8 @@ enum StartError {
     /// The detached agent's own start-up error, as it sent it back.
     #[error("{0}")]
     Detached(String),
-    #[error("SIGNET_AGENT_PID is not set, so there is no agent to kill")]
-    NoPid,
+    #[error("SIGNET_AGENT_PID is not set, and {0}")]
+    NoAgent(String),
     #[error("SIGNET_AGENT_PID is not a valid pid: {0}")]
     BadPid(String),
     #[error("cannot kill agent pid {pid}: {err}")]
@@ -150,17 +177,56 @@ fn check_our_agent(pid: i32) -> Result<(), StartError> {
     Ok(())
 }
 
-fn kill_agent(csh: bool) -> Result<(), StartError> {
-    let raw = std::env::var("SIGNET_AGENT_PID").map_err(|_| StartError::NoPid)?;
-    let pid: i32 = raw
-        .trim()
-        .parse()
-        .ok()
-        .filter(|p| *p > 1)
-        .ok_or_else(|| StartError::BadPid(raw.escape_debug().to_string()))?;
+/// `-k`: the agent named by SIGNET_AGENT_PID (as ssh-agent), else the one
+/// serving the socket, which says its pid in `Status`. SO_PEERCRED cannot
+/// name it: under socket activation it names whoever called listen(),
+/// systemd. Either way the pid is checked to be a signet-agent of this user
+/// before it gets SIGTERM, the one shutdown path the agent has.
+/// Whether `pid` still runs: a zombie waiting for its parent has exited.
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the name, which is in parentheses and may hold any byte.
+        Ok(stat) => {
+            stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        }
+        Err(_) => false,
+    }
+}
+
+fn kill_agent(socket: Option<&std::path::Path>, csh: bool) -> Result<(), StartError> {
+    let (pid, wait) = match std::env::var("SIGNET_AGENT_PID") {
+        Ok(raw) => {
+            let pid = raw
+                .trim()
+                .parse()
+                .ok()
+                .filter(|p| *p > 1)
+                .ok_or_else(|| StartError::BadPid(raw.escape_debug().to_string()))?;
+            (pid, false)
+        }
+        Err(_) => {
+            let path = signet_client::socket_path(socket);
+            let status = signet_client::Client::connect(Some(&path))
+                .and_then(|mut c| c.status())
+                .map_err(|e| StartError::NoAgent(e.to_string()))?;
+            let pid = i32::try_from(status.pid).ok().filter(|p| *p > 1).ok_or_else(|| {
+                StartError::NoAgent(format!("the agent at {} gave no valid pid", path.display()))
+            })?;
+            (pid, true)
+        }
+    };
     check_our_agent(pid)?;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM)
         .map_err(|err| StartError::Kill { pid, err })?;
+    // A script that stops the agent and starts another must find the socket
+    // free: wait (bounded) until the agent has exited. Its socket may stay
+    // (a socket unit's is systemd's), so the process is what is watched.
+    if wait {
+        let deadline = Instant::now() + std::time::Duration::from_secs(20);
+        while alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
     if csh {
         print!(
             "unsetenv SIGNET_AUTH_SOCK;\nunsetenv SIGNET_AGENT_PID;\necho Agent pid {pid} killed;\n"
@@ -183,10 +249,15 @@ fn init_logging(foreground: bool) {
 }
 
 fn main() -> ExitCode {
+    // SAFETY: first thing in main, before any thread is started.
+    let inherited = unsafe { systemd::inherited() };
     let args = Args::parse();
+    if args.man {
+        return print_man();
+    }
     let csh = csh_style(&args);
     if args.kill {
-        return match kill_agent(csh) {
+        return match kill_agent(args.socket.as_deref(), csh) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("signet-agent: {e}");
@@ -195,7 +266,7 @@ fn main() -> ExitCode {
         };
     }
     init_logging(args.foreground);
-    match run(args, csh) {
+    match run(args, inherited, csh) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("signet-agent: {e}");
@@ -204,33 +275,37 @@ fn main() -> ExitCode {
     }
 }
 
-/// The child's side of the readiness pipe. It carries warnings for the
-/// user (`warning: ...` lines), then `ok`, or else the error that stopped
-/// start-up; the parent shows them on the terminal the user started from.
-struct Ready(Option<std::fs::File>);
+/// Whoever waits for the agent to be ready. The readiness pipe (the
+/// child's side) carries warnings for the user (`warning: ...` lines), then
+/// `ok`, or else the error that stopped start-up; the parent shows them on
+/// the terminal the user started from. A service manager hears `READY=1`
+/// and, at shutdown, `STOPPING=1`.
+struct Ready {
+    pipe: Option<std::fs::File>,
+    manager: Option<Arc<systemd::Notifier>>,
+}
 
 impl Ready {
     fn warn(&mut self, msg: &str) {
-        if let Some(f) = self.0.as_mut() {
+        if let Some(f) = self.pipe.as_mut() {
             let _ = writeln!(f, "warning: {msg}");
         }
     }
 
     fn say(&mut self, msg: &str) {
-        if let Some(mut f) = self.0.take() {
+        if let Some(mut f) = self.pipe.take() {
             let _ = f.write_all(msg.as_bytes());
         }
     }
 }
 
-fn run(args: Args, csh: bool) -> Result<(), StartError> {
+fn run(args: Args, inherited: systemd::Inherited, csh: bool) -> Result<(), StartError> {
     let config_path = args.config.clone().or_else(Config::default_path);
     let config = match &config_path {
         Some(p) => Config::load(p, args.config.is_some())?,
         None => Config::default(),
     };
-    let socket = paths::absolute(&args.socket.clone().unwrap_or_else(paths::default_socket_path))
-        .map_err(|err| StartError::Resolve { what: "socket path", err })?;
+
     let data_dir = match args.data_dir.clone().or_else(paths::default_data_dir) {
         Some(d) => paths::absolute(&d)
             .map_err(|err| StartError::Resolve { what: "data directory", err })?,
@@ -239,10 +314,23 @@ fn run(args: Args, csh: bool) -> Result<(), StartError> {
         }
     };
 
-    let bound = server::bind(&socket)?;
-    let sock_text = socket.to_str().ok_or(StartError::SocketNotUtf8)?.to_string();
+    let bound = match inherited.listener {
+        // The manager's socket wins over -a: it is where clients were told to go.
+        Some(activated) => {
+            let a = activated?;
+            tracing::info!(socket = %a.path.display(), "serving the socket passed by socket activation");
+            server::BoundSocket::adopted(a.listener, a.path)?
+        }
+        None => {
+            let socket = args.socket.clone().unwrap_or_else(paths::default_socket_path);
+            let socket = paths::absolute(&socket)
+                .map_err(|err| StartError::Resolve { what: "socket path", err })?;
+            server::bind(&socket)?
+        }
+    };
+    let sock_text = bound.path.to_str().ok_or(StartError::SocketNotUtf8)?.to_string();
 
-    let mut ready = Ready(None);
+    let mut ready = Ready { pipe: None, manager: inherited.notify.map(Arc::new) };
     if !args.foreground {
         let (rd, wr) =
             nix::unistd::pipe().map_err(|err| StartError::Os { what: "make a pipe", err })?;
@@ -273,7 +361,7 @@ fn run(args: Args, csh: bool) -> Result<(), StartError> {
             }
             nix::unistd::ForkResult::Child => {
                 drop(rd);
-                ready = Ready(Some(std::fs::File::from(wr)));
+                ready.pipe = Some(std::fs::File::from(wr));
                 let _ = nix::unistd::setsid();
                 let _ = std::env::set_current_dir("/");
                 // Detached: the user's terminal is not ours to write on.
@@ -359,6 +447,11 @@ fn serve(
     } else {
         ready.say("ok");
     }
+    // The store is open and the socket listens: connections queue until the
+    // runtime accepts them, so a manager may route clients here now.
+    if let Some(n) = &ready.manager {
+        n.send("READY=1");
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -381,6 +474,7 @@ fn serve(
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
+        let stopping = ready.manager.clone();
         let signals = tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
             let (Ok(mut term), Ok(mut int)) =
@@ -391,6 +485,9 @@ fn serve(
             };
             let which = tokio::select! { _ = term.recv() => "SIGTERM", _ = int.recv() => "SIGINT" };
             tracing::info!(signal = which, "shutting down");
+            if let Some(n) = &stopping {
+                n.send("STOPPING=1");
+            }
             let _ = stop_tx.send(true);
         });
 

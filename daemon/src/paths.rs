@@ -26,12 +26,11 @@ fn home_dir() -> Option<PathBuf> {
     nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.dir)
 }
 
-/// `$XDG_RUNTIME_DIR/signet/agent.sock`, else `/tmp/signet-<uid>/agent.sock`.
+/// `$XDG_RUNTIME_DIR/signet/agent.sock`, else `/tmp/signet-<uid>/agent.sock`:
+/// the one path clients look at when `SIGNET_AUTH_SOCK` is unset, so it is
+/// defined once, by the client library.
 pub fn default_socket_path() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) if Path::new(&d).is_absolute() => PathBuf::from(d).join("signet/agent.sock"),
-        _ => PathBuf::from(format!("/tmp/signet-{}/agent.sock", nix::unistd::getuid())),
-    }
+    signet_client::default_socket_path()
 }
 
 /// `$XDG_DATA_HOME/signet`, else `~/.local/share/signet`.

@@ -34,16 +34,28 @@ use crate::paths::DirError;
 pub struct BoundSocket {
     pub listener: StdListener,
     pub path: PathBuf,
-    ino: u64,
-    dev: u64,
+    /// (inode, device) of the socket file we bound; `None` for a socket we
+    /// did not create (socket activation), which is never removed.
+    ours: Option<(u64, u64)>,
 }
 
 impl BoundSocket {
+    /// A listening socket handed over by the service manager. Its directory
+    /// must be private as ours would be (the socket unit's `DirectoryMode=`).
+    pub fn adopted(listener: StdListener, path: PathBuf) -> Result<BoundSocket, BindError> {
+        if path.is_absolute() {
+            let dir = path.parent().ok_or_else(|| BindError::NoDirectory(path.clone()))?;
+            crate::paths::check_private_dir(dir)?;
+        }
+        Ok(BoundSocket { listener, path, ours: None })
+    }
+
     /// Removes the socket file if it is still the one we bound.
     pub fn remove(&self) {
+        let Some((ino, dev)) = self.ours else { return };
         if let Ok(md) = std::fs::symlink_metadata(&self.path)
-            && md.ino() == self.ino
-            && md.dev() == self.dev
+            && md.ino() == ino
+            && md.dev() == dev
         {
             let _ = std::fs::remove_file(&self.path);
         }
@@ -102,7 +114,7 @@ pub fn bind(path: &Path) -> Result<BoundSocket, BindError> {
         _ => io_err("bind", e),
     })?;
     let md = std::fs::symlink_metadata(path).map_err(|e| io_err("inspect", e))?;
-    Ok(BoundSocket { listener, path: path.to_path_buf(), ino: md.ino(), dev: md.dev() })
+    Ok(BoundSocket { listener, path: path.to_path_buf(), ours: Some((md.ino(), md.dev())) })
 }
 
 /// Accepts and serves connections until `shutdown` turns true, then waits

@@ -274,8 +274,9 @@ fn detached_agent_prints_eval_lines_and_k_kills_it() {
         b"",
     );
     assert!(out.stdout.starts_with("unsetenv SIGNET_AUTH_SOCK;"), "{out:#?}");
+    assert!(signet_tests::eventually(Duration::from_secs(10), || !env.socket().exists()));
 
-    // -k without a pid.
+    // -k without a pid, and no agent on the socket.
     let out = run(env.command("signet-agent").arg("-k"), b"");
     assert_eq!(out.code(), 1);
     assert!(out.stderr.contains("SIGNET_AGENT_PID"), "{out:#?}");

@@ -8,7 +8,8 @@
 //!   and its account API;
 //! - [`OAuth1Server`]: a generic RFC 5849 service (HMAC-SHA1, HMAC-SHA256, PLAINTEXT);
 //! - [`VmsServer`]: VAST VMS `Api-Token` auth and its `/api/apitokens/` API;
-//! - [`BearerLikeServer`]: a fixed expected header (bearer, basic, api-token, any).
+//! - [`BearerLikeServer`]: a fixed expected header (bearer, basic, api-token, any);
+//! - [`GitServer`]: git smart HTTP (the real git-http-backend) behind such a header.
 //!
 //! All of them also serve `echo…`, `big/<n>` and `redirect?to=` behind their auth
 //! check (see each server's docs for where).
@@ -18,6 +19,7 @@
 
 mod bearer;
 mod broken;
+mod git;
 mod maas;
 pub mod oauth;
 mod oauth1;
@@ -29,6 +31,7 @@ use std::sync::Mutex;
 
 pub use bearer::{BearerLikeServer, ExpectedAuth};
 pub use broken::{SilentServer, TruncatingServer, closed_port};
+pub use git::{GitServer, http_backend};
 pub use maas::{MaasConfig, MaasServer, MaasToken, MaasUser};
 pub use oauth::SignatureMethod;
 pub use oauth1::{OAuth1Config, OAuth1Server};
