@@ -441,30 +441,17 @@ fn serve(
         "signet-agent ready"
     );
 
-    if args.foreground {
-        print!("{}", eval_lines(sock_text, std::process::id(), csh));
-        let _ = std::io::stdout().flush();
-    } else {
-        ready.say("ok");
-    }
-    // The store is open and the socket listens: connections queue until the
-    // runtime accepts them, so a manager may route clients here now.
-    if let Some(n) = &ready.manager {
-        n.send("READY=1");
-    }
-
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("signet-agent")
         .build()
         .map_err(|err| StartError::Io { what: "start the runtime", err })?;
     let socket_path = bound.path.clone();
+    let (std_listener, socket_file) = bound.split();
     let result = runtime.block_on(async {
         let listen = |err| StartError::Io { what: "listen on the socket", err };
-        bound.listener.set_nonblocking(true).map_err(listen)?;
-        let listener =
-            tokio::net::UnixListener::from_std(bound.listener.try_clone().map_err(listen)?)
-                .map_err(listen)?;
+        std_listener.set_nonblocking(true).map_err(listen)?;
+        let listener = tokio::net::UnixListener::from_std(std_listener).map_err(listen)?;
         let agent = Arc::new(Agent {
             http: signet_agent::http::Http::new(config.upstream_idle_timeout()),
             store,
@@ -474,15 +461,28 @@ fn serve(
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
+        // SIGTERM is the one shutdown path: its handler is in place before
+        // anyone is told the agent is ready, so a stop that follows at once
+        // still removes the socket instead of killing the process outright.
+        use tokio::signal::unix::{SignalKind, signal};
+        let handlers = |err| StartError::Io { what: "install the signal handlers", err };
+        let mut term = signal(SignalKind::terminate()).map_err(handlers)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(handlers)?;
+
+        if args.foreground {
+            print!("{}", eval_lines(sock_text, std::process::id(), csh));
+            let _ = std::io::stdout().flush();
+        } else {
+            ready.say("ok");
+        }
+        // The store is open and the socket listens: connections queue until
+        // the runtime accepts them, so a manager may route clients here now.
+        if let Some(n) = &ready.manager {
+            n.send("READY=1");
+        }
+
         let stopping = ready.manager.clone();
         let signals = tokio::spawn(async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut int)) =
-                (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-            else {
-                tracing::error!("cannot install signal handlers");
-                return;
-            };
             let which = tokio::select! { _ = term.recv() => "SIGTERM", _ = int.recv() => "SIGINT" };
             tracing::info!(signal = which, "shutting down");
             if let Some(n) = &stopping {
@@ -508,16 +508,18 @@ fn serve(
             })
         };
 
-        server::serve(listener, agent.clone(), stop_rx).await;
+        server::serve(listener, &socket_file, agent.clone(), stop_rx).await;
         signals.abort();
         let _ = flusher.await;
-        bound.remove();
         if let Err(e) = agent.store.flush_usage().await {
             tracing::warn!(error = %e, "cannot record token use");
         }
         agent.store.wipe_cache();
         Ok::<(), StartError>(())
     });
+    // Also when start-up failed inside the runtime: the file is removed
+    // only while it is still the socket this agent bound.
+    socket_file.remove();
     // Worker threads may still hold a connection task that outlived the
     // grace period; do not wait for them.
     runtime.shutdown_background();

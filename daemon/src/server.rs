@@ -52,6 +52,31 @@ impl BoundSocket {
 
     /// Removes the socket file if it is still the one we bound.
     pub fn remove(&self) {
+        self.file().remove();
+    }
+
+    fn file(&self) -> SocketFile {
+        SocketFile { path: self.path.clone(), ours: self.ours }
+    }
+
+    /// The listener, and the file to remove when the agent stops: the
+    /// listener is then the only descriptor of the socket the agent holds,
+    /// so closing it closes the socket.
+    pub fn split(self) -> (StdListener, SocketFile) {
+        let file = self.file();
+        (self.listener, file)
+    }
+}
+
+/// The socket's file, removed when the agent stops if it is still ours.
+pub struct SocketFile {
+    pub path: PathBuf,
+    ours: Option<(u64, u64)>,
+}
+
+impl SocketFile {
+    /// Removes the socket file if it is still the one we bound.
+    pub fn remove(&self) {
         let Some((ino, dev)) = self.ours else { return };
         if let Ok(md) = std::fs::symlink_metadata(&self.path)
             && md.ino() == ino
@@ -119,7 +144,12 @@ pub fn bind(path: &Path) -> Result<BoundSocket, BindError> {
 
 /// Accepts and serves connections until `shutdown` turns true, then waits
 /// (bounded) for connections in flight to finish.
-pub async fn serve(listener: UnixListener, agent: Arc<Agent>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: UnixListener,
+    file: &SocketFile,
+    agent: Arc<Agent>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let max = agent.config.max_connections;
     let slots = Arc::new(Semaphore::new(max as usize));
     let me = nix::unistd::geteuid().as_raw();
@@ -181,6 +211,11 @@ pub async fn serve(listener: UnixListener, agent: Arc<Agent>, mut shutdown: watc
             drop(permit);
         });
     }
+    // No new client waits through the grace period on a socket nobody
+    // accepts on: the file goes and the socket closes now. (A socket the
+    // service manager handed over stays its own, and queues clients for
+    // the next start.)
+    file.remove();
     drop(listener);
     let grace = agent.config.shutdown_grace();
     if tokio::time::timeout(grace, slots.acquire_many(max)).await.is_err() {

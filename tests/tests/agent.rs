@@ -4,9 +4,11 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
-use std::time::Duration;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use signet_proto::{ErrorCode, PROTOCOL_VERSION, Request, Response};
+use signet_tests::upstream::SilentServer;
 use signet_tests::{Backend, TestEnv, raw, run, skip};
 
 fn mode(p: &std::path::Path) -> u32 {
@@ -225,6 +227,56 @@ fn sigterm_and_sigint_remove_the_socket_and_exit_0() {
     let status = signet_tests::wait_timeout(&mut a.child, Duration::from_secs(15)).expect("exit");
     assert_eq!(status.code(), Some(0));
     assert!(!env.socket().exists());
+}
+
+#[test]
+fn during_the_grace_period_a_new_client_finds_no_agent_at_once() {
+    let Some(mut env) = TestEnv::started(Backend::SecretService) else { return };
+    let silent = SilentServer::start();
+    env.add("slow", "bearer", &format!("http://127.0.0.1:{}/", silent.port()), "tok", &[]);
+    // A request in flight keeps the agent in its grace period (5 s).
+    let mut in_flight = env.signet_command();
+    in_flight.args(["request", "slow", "anything"]).stdout(Stdio::null()).stderr(Stdio::null());
+    let mut in_flight = in_flight.spawn().expect("spawn");
+    assert!(signet_tests::eventually(Duration::from_secs(10), || silent.accepted() == 1));
+    let mut a = env.agent.take().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(a.pid()), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    assert!(signet_tests::eventually(Duration::from_secs(3), || !env.socket().exists()));
+    let asked = Instant::now();
+    let out = env.signet(&["status"]);
+    assert_eq!(out.code(), 3, "{out:#?}");
+    assert!(asked.elapsed() < Duration::from_secs(2), "waited {:?}", asked.elapsed());
+    assert!(a.is_running(), "the agent should still be in its grace period");
+    let status = signet_tests::wait_timeout(&mut a.child, Duration::from_secs(15)).expect("exit");
+    assert_eq!(status.code(), Some(0));
+    let _ = in_flight.kill();
+    let _ = in_flight.wait();
+}
+
+#[test]
+fn a_stop_right_after_start_still_removes_the_socket() {
+    let Some(env) = TestEnv::new(Backend::SecretService) else { return };
+    // `-k` as soon as the eval lines are out: the handler must already be
+    // there, else SIGTERM's default action leaves a stale socket behind.
+    for _ in 0..10 {
+        let out = run(env.agent_command().arg("-s"), b"");
+        assert_eq!(out.code(), 0, "{out:#?}");
+        let pid = out
+            .stdout
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("SIGNET_AGENT_PID=")?.strip_suffix("; export SIGNET_AGENT_PID;")
+            })
+            .expect("pid line")
+            .to_string();
+        let out = run(env.command("signet-agent").arg("-k").env("SIGNET_AGENT_PID", &pid), b"");
+        assert_eq!(out.code(), 0, "{out:#?}");
+        assert!(
+            signet_tests::eventually(Duration::from_secs(10), || !env.socket().exists()),
+            "socket left behind by agent {pid}"
+        );
+    }
 }
 
 #[test]
