@@ -56,6 +56,10 @@ enum Command {
     Vms(cmd::lifecycle::VmsCmd),
     /// Replace a token's secret with a freshly minted one (maas, api-token).
     Rotate(cmd::lifecycle::RotateArgs),
+    /// Serve a token on a loopback URL with a local key, for tools that want a URL and a key.
+    Proxy(cmd::proxy::ProxyArgs),
+    /// Run a command with a local proxy per token: NAME[=PREFIX]... -- COMMAND [ARGS].
+    Exec(cmd::proxy::ExecArgs),
 }
 
 /// A failure of the command, with its exit code.
@@ -109,6 +113,8 @@ fn main() -> ExitCode {
         Command::Maas(c) => cmd::lifecycle::maas(socket, c),
         Command::Vms(c) => cmd::lifecycle::vms(socket, c),
         Command::Rotate(a) => cmd::lifecycle::rotate(socket, a),
+        Command::Proxy(a) => cmd::proxy::proxy(socket, a),
+        Command::Exec(a) => cmd::proxy::exec(socket, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -378,6 +378,7 @@ fn serve(
             config,
             started,
             socket: socket_path,
+            proxies: signet_agent::proxies::Proxies::default(),
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
@@ -412,6 +413,8 @@ fn serve(
         };
 
         server::serve(listener, agent.clone(), stop_rx).await;
+        // No proxy outlives the agent, nor its socket or certificate file.
+        agent.proxies.stop_all();
         signals.abort();
         let _ = flusher.await;
         bound.remove();
