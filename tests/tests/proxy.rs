@@ -118,6 +118,15 @@ fn a_maas_tool_uses_a_local_key_and_everything_else_is_refused_before_upstream()
     let seen = maas.requests()[0].header("authorization").expect("auth").to_string();
     assert!(seen.contains(&real.consumer_key) && !seen.contains(&key[..18]), "{seen}");
 
+    // The one exception: MAAS's API description, public on MAAS itself,
+    // passes unsigned, its URLs pointed at the proxy.
+    let d = curl(&format!("{url}api/2.0/describe/"), &[], &[]);
+    assert_eq!(d.status, 200, "{}", d.body);
+    assert!(d.body.contains(&format!("{url}api/2.0/users/")), "{}", d.body);
+    assert!(!d.body.contains(&maas.url()), "{}", d.body);
+    let last = maas.requests().pop().expect("describe went upstream");
+    assert_eq!(last.header("authorization"), None, "{last:?}");
+
     // Refused by the proxy; upstream never sees any of these.
     let replayed = maas_header(&key, "a-nonce-used-twice", unix_now());
     assert_eq!(curl(&whoami, std::slice::from_ref(&replayed), &[]).status, 200);
@@ -419,4 +428,125 @@ fn sha256_file(path: &Path) -> String {
         ctx.update(&buf[..n]);
     }
     ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The venv's python with python-libmaas and vastpy (`.ci/run` makes it
+/// from tests/py-clients.txt), or `None` after a SKIP line.
+fn py_clients() -> Option<PathBuf> {
+    let dir = std::env::var_os("SIGNET_PY_CLIENTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/py-clients"));
+    let python = dir.join("bin/python");
+    signet_tests::skip::require_or_skip(
+        "python-libmaas and vastpy (the venv .ci/run makes in target/py-clients)",
+        python.exists(),
+    )
+    .then_some(python)
+}
+
+#[test]
+fn python_libmaas_works_through_exec_without_the_key() {
+    let Some(python) = py_clients() else { return };
+    let Some((env, maas)) = TestEnv::started_with_maas() else { return };
+    let real = maas.add_token("libmaas");
+    env.add("maas.lab", "maas", &maas.url(), &real.api_key(), &[]);
+    let script = r#"
+import os
+from maas.client import connect
+assert ":" in os.environ["MAAS_KEY"]
+client = connect(os.environ["MAAS_URL"], apikey=os.environ["MAAS_KEY"])
+print("whoami", client.users.whoami().username)
+creds = client.account.create_credentials()
+print("created", creds.token_key)
+client.account.delete_credentials(creds)
+print("deleted")
+print("environ", open("/proc/self/environ", "rb").read().decode(errors="replace"))
+"#;
+    let tokens_before = maas.tokens().len();
+    let out = run(
+        env.signet_command()
+            .args(["exec", "maas.lab=MAAS", "--"])
+            .arg(&python)
+            .args(["-c", script]),
+        b"",
+    );
+    assert_eq!(out.code(), 0, "{out:#?}\n{}", env.agent_log());
+    assert!(out.stdout.contains(&format!("whoami {}", maas.user().username)), "{out:#?}");
+    let created = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("created "))
+        .expect("a token was created")
+        .to_string();
+    assert!(out.stdout.contains("deleted"), "{out:#?}");
+    assert_eq!(maas.tokens().len(), tokens_before, "created, then deleted upstream");
+    assert!(maas.token(&created).is_none());
+    // Every call reached upstream signed with the real key, and nothing the
+    // client saw held its secret.
+    let authed: Vec<_> = maas.requests().into_iter().filter(|r| r.target.contains("op=")).collect();
+    assert_eq!(authed.len(), 3, "{authed:#?}");
+    for r in &authed {
+        assert!(r.is_ok(), "{r:#?}");
+        assert!(r.header("authorization").is_some_and(|a| a.contains(&real.consumer_key)));
+    }
+    assert!(!out.stdout.contains(&real.token_secret), "the real secret reached the client");
+    assert!(!out.stdout.contains(&real.token_key));
+}
+
+#[test]
+fn vastpy_lists_api_tokens_through_a_tls_proxy() {
+    let Some(python) = py_clients() else { return };
+    let Some(env) = TestEnv::started(Backend::Keyutils) else { return };
+    let vms = signet_tests::upstream::VmsServer::start_tls();
+    let real = vms.issue_token("admin", "proxy");
+    let ca = vms.write_ca_pem(env.root.path());
+    env.add(
+        "vms.lab",
+        "api-token",
+        &vms.url(),
+        &real.token(),
+        &["--cacert", ca.to_str().expect("path")],
+    );
+    let script = r#"
+import json, os, stat
+from urllib.parse import urlparse
+from vastpy import VASTClient
+ca = os.environ["VMS_CA"]
+assert stat.S_IMODE(os.stat(ca).st_mode) == 0o600, oct(os.stat(ca).st_mode)
+url = urlparse(os.environ["VMS_URL"])
+assert url.scheme == "https", url
+client = VASTClient(address=url.netloc, token=os.environ["VMS_KEY"], cert_file=ca)
+print(json.dumps(client.apitokens.get()))
+"#;
+    let out = run(
+        env.signet_command()
+            .args(["exec", "--tls", "vms.lab=VMS", "--"])
+            .arg(&python)
+            .args(["-c", script]),
+        b"",
+    );
+    assert_eq!(out.code(), 0, "{out:#?}\n{}", env.agent_log());
+    let listed: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("json");
+    let ids: Vec<&str> =
+        listed.as_array().expect("a list").iter().filter_map(|t| t["id"].as_str()).collect();
+    assert!(ids.contains(&real.id.as_str()), "{listed}");
+    assert!(!out.stdout.contains(&real.secret));
+    // The certificate file dies with the proxy.
+    let pem_files = || {
+        std::fs::read_dir(env.runtime_dir().join("signet"))
+            .expect("runtime dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".pem"))
+            .count()
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || pem_files() == 0),
+        "the CA file outlived its proxy"
+    );
+    assert!(
+        vms.requests()
+            .iter()
+            .all(|r| r.header("authorization")
+                == Some(format!("Api-Token {}", real.token()).as_str()))
+    );
 }

@@ -78,6 +78,11 @@ impl Local {
         }
     }
 
+    /// The token kind it stands in for.
+    pub fn kind(&self) -> TokenKind {
+        self.kind
+    }
+
     /// The request header that carries the credential.
     pub fn header_name(&self) -> &str {
         match self.kind {

@@ -446,8 +446,16 @@ async fn exchange(
         };
         ctx.local.check(sent.as_deref(), &input, now())
     };
-    if let Err(why) = checked {
-        tracing::info!(token = %ctx.name, reason = why, "proxy refused a request");
+    // MAAS serves its API description to anyone, and python-libmaas reads
+    // it before it signs anything: that one request passes unsigned.
+    let public = checked.is_err()
+        && sent.is_none()
+        && !has_body
+        && method == "GET"
+        && ctx.local.kind() == TokenKind::Maas
+        && local_url.path() == "/api/2.0/describe/";
+    if let (Err(why), false) = (checked, public) {
+        tracing::info!(token = %ctx.name, reason = why, has_body, path = local_url.path(), "proxy refused a request");
         let mut r = text(
             StatusCode::UNAUTHORIZED,
             &format!("{why}; use the credential this proxy was started with"),
@@ -472,9 +480,11 @@ async fn exchange(
     for (k, v) in &headers {
         rb = rb.header(k.as_str(), v.as_str());
     }
-    let input = SignInput { method: g.method.as_str(), url: &g.url, form: sign_form };
-    let lines = sign::now(&g.entry, &g.secret, &input).map_err(|f| refuse(&f))?;
-    rb = attach(rb, &lines).map_err(|f| refuse(&f))?;
+    if !public {
+        let input = SignInput { method: g.method.as_str(), url: &g.url, form: sign_form };
+        let lines = sign::now(&g.entry, &g.secret, &input).map_err(|f| refuse(&f))?;
+        rb = attach(rb, &lines).map_err(|f| refuse(&f))?;
+    }
     if let Some(b) = buffered {
         rb = rb.body(b);
     } else if let Some(incoming) = streamed {
@@ -486,9 +496,13 @@ async fn exchange(
     let resp = rb.send().await.map_err(|e| refuse(&describe(&e, &g.url)))?;
     ctx.agent.store.record_use(&g.entry.id, now());
 
+    // A small JSON answer that names the API by its absolute upstream URL
+    // (MAAS's API description does, and python-libmaas then calls those
+    // URLs) is read whole and pointed at the proxy; anything else streams.
+    let relink = is_small_json(&resp);
     let mut out = Response::builder().status(resp.status().as_u16());
     for (k, v) in resp.headers() {
-        if HOP_HEADERS.contains(&k.as_str()) {
+        if HOP_HEADERS.contains(&k.as_str()) || (relink && k == reqwest::header::CONTENT_LENGTH) {
             continue;
         }
         if k == reqwest::header::LOCATION {
@@ -504,10 +518,58 @@ async fn exchange(
             out = out.header(name, value);
         }
     }
+    if relink {
+        let upstream_url = g.url.clone();
+        let whole = resp.bytes().await.map_err(|e| refuse(&describe(&e, &upstream_url)))?;
+        let body = relink_json(&whole, g.base.as_str(), &format!("{origin}/"));
+        return out
+            .body(Full::new(body).map_err(|e| match e {}).boxed())
+            .map_err(|_| text(StatusCode::BAD_GATEWAY, "the upstream answer cannot be relayed"));
+    }
     let stream = resp.bytes_stream().map(|r| r.map(Frame::data).map_err(std::io::Error::other));
     let body = http_body_util::BodyExt::boxed(StreamBody::new(stream));
     out.body(body)
         .map_err(|_| text(StatusCode::BAD_GATEWAY, "the upstream answer cannot be relayed"))
+}
+
+/// The largest JSON answer whose upstream URLs are pointed at the proxy.
+const MAX_RELINKED: u64 = 1 << 20;
+
+/// A JSON answer of known length, at most [`MAX_RELINKED`] bytes.
+fn is_small_json(resp: &reqwest::Response) -> bool {
+    let json = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"));
+    json && resp.content_length().is_some_and(|n| n <= MAX_RELINKED)
+}
+
+/// Replaces every occurrence of the upstream base URL `from` with the
+/// local one `to`, as a JSON string would hold it (plain, or with its
+/// slashes escaped).
+fn relink_json(body: &[u8], from: &str, to: &str) -> Bytes {
+    let mut out = body.to_vec();
+    for (f, t) in
+        [(from.to_string(), to.to_string()), (from.replace('/', "\\/"), to.replace('/', "\\/"))]
+    {
+        if f.is_empty() || !out.windows(f.len()).any(|w| w == f.as_bytes()) {
+            continue;
+        }
+        let mut next = Vec::with_capacity(out.len());
+        let mut i = 0;
+        while i < out.len() {
+            if out[i..].starts_with(f.as_bytes()) {
+                next.extend_from_slice(t.as_bytes());
+                i += f.len();
+            } else {
+                next.push(out[i]);
+                i += 1;
+            }
+        }
+        out = next;
+    }
+    Bytes::from(out)
 }
 
 /// The token's kind and settings, for whether its signature covers a form
@@ -540,4 +602,19 @@ fn rewrite_location(
         local.push_str(q);
     }
     HeaderValue::from_str(&local).unwrap_or_else(|_| keep())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_answers_name_the_proxy_instead_of_upstream() {
+        let body = br#"{"uri": "http://maas:5240/MAAS/api/2.0/users/", "e": "http:\/\/maas:5240\/MAAS\/x", "o": "http://maas:5240/other"}"#;
+        let out = relink_json(body, "http://maas:5240/MAAS/", "http://127.0.0.1:9/");
+        let out = String::from_utf8(out.to_vec()).unwrap();
+        assert!(out.contains(r#""uri": "http://127.0.0.1:9/api/2.0/users/""#), "{out}");
+        assert!(out.contains(r#""e": "http:\/\/127.0.0.1:9\/x""#), "{out}");
+        assert!(out.contains(r#""o": "http://maas:5240/other""#), "{out}");
+    }
 }
