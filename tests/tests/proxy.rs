@@ -449,7 +449,9 @@ fn python_libmaas_works_through_exec_without_the_key() {
     let Some(python) = py_clients() else { return };
     let Some((env, maas)) = TestEnv::started_with_maas() else { return };
     let real = maas.add_token("libmaas");
-    env.add("maas.lab", "maas", &maas.url(), &real.api_key(), &[]);
+    // Stored as `maas login` stores it, at the API root: the proxy's root is
+    // still the MAAS URL, which python-libmaas appends `api/2.0/` to.
+    env.add("maas.lab", "maas", &maas.api_url(), &real.api_key(), &[]);
     let script = r#"
 import os
 from maas.client import connect

@@ -63,6 +63,23 @@ struct Ctx {
     scheme: &'static str,
     /// Headers the token's signature sets, which the tool may not set.
     signed_headers: Vec<String>,
+    /// The upstream URL the proxy's root stands for.
+    root: url::Url,
+}
+
+/// The upstream URL a proxy's root stands for: the token's base URL, but
+/// for a MAAS token stored as its API root (`…/MAAS/api/2.0/`, as `maas
+/// login` stores it) the MAAS URL above it, which is what MAAS clients are
+/// given and append `api/2.0/` to. Scope is still the token's.
+fn proxy_root(kind: TokenKind, base: &url::Url) -> url::Url {
+    if kind == TokenKind::Maas
+        && let Some(above) = base.path().strip_suffix("api/2.0/")
+    {
+        let mut root = base.clone();
+        root.set_path(above);
+        return root;
+    }
+    base.clone()
 }
 
 /// Starts a proxy for `peer`; answers with its address and local
@@ -144,12 +161,13 @@ pub async fn start(
     let base =
         url::Url::parse(&entry.url).map_err(|e| Failure::other(format!("stored base URL: {e}")))?;
     let signed_headers = local.header_names(&base);
+    let root = proxy_root(entry.kind, &base);
 
     let info = ProxyInfo {
         name: entry.name.clone(),
         kind: entry.kind,
         url,
-        upstream: entry.url.clone(),
+        upstream: root.to_string(),
         unix: req.unix.clone(),
         ca_file,
         credential: Some(local.shown()),
@@ -165,6 +183,7 @@ pub async fn start(
         hosts,
         scheme,
         signed_headers,
+        root,
     });
     match bound {
         Bound::Tcp(l) => {
@@ -376,8 +395,17 @@ async fn exchange(
     // As the tool saw it: what an OAuth signature covers.
     let local_url = url::Url::parse(&format!("{origin}/{rest}"))
         .map_err(|_| text(StatusCode::BAD_REQUEST, "the request target is not a usable URL"))?;
-    // Relative to the base, never absolute, whatever the path looks like.
-    let target = format!("./{rest}");
+    // The same text checks as a URL given to `signet request`, before the
+    // URL parser normalises anything away; then relative to the root, never
+    // absolute, whatever the path looks like.
+    if let Err(e) = signet_proto::token::check_url_text(rest) {
+        return Err(text(StatusCode::BAD_REQUEST, &format!("invalid request target: {}", e.0)));
+    }
+    let target = ctx
+        .root
+        .join(&format!("./{rest}"))
+        .map_err(|_| text(StatusCode::BAD_REQUEST, "the request target is not a usable URL"))?
+        .to_string();
     let method = req.method().as_str().to_string();
 
     let cred_name = ctx.local.header_name().to_ascii_lowercase();
@@ -506,7 +534,7 @@ async fn exchange(
             continue;
         }
         if k == reqwest::header::LOCATION {
-            let v = rewrite_location(v, &g.url, &g.base, &origin, &g.entry.name);
+            let v = rewrite_location(v, &g.url, &g.base, &ctx.root, &origin, &g.entry.name);
             if let Ok(name) = HeaderName::from_bytes(k.as_str().as_bytes()) {
                 out = out.header(name, v);
             }
@@ -521,7 +549,7 @@ async fn exchange(
     if relink {
         let upstream_url = g.url.clone();
         let whole = resp.bytes().await.map_err(|e| refuse(&describe(&e, &upstream_url)))?;
-        let body = relink_json(&whole, g.base.as_str(), &format!("{origin}/"));
+        let body = relink_json(&whole, ctx.root.as_str(), &format!("{origin}/"));
         return out
             .body(Full::new(body).map_err(|e| match e {}).boxed())
             .map_err(|_| text(StatusCode::BAD_GATEWAY, "the upstream answer cannot be relayed"));
@@ -584,6 +612,7 @@ fn rewrite_location(
     v: &reqwest::header::HeaderValue,
     from: &url::Url,
     base: &url::Url,
+    root: &url::Url,
     origin: &str,
     name: &str,
 ) -> HeaderValue {
@@ -595,7 +624,7 @@ fn rewrite_location(
     if policy::check_scope(name, base, &next).is_err() {
         return keep();
     }
-    let rel = next.path().strip_prefix(base.path()).unwrap_or("").trim_start_matches('/');
+    let rel = next.path().strip_prefix(root.path()).unwrap_or("").trim_start_matches('/');
     let mut local = format!("{origin}/{rel}");
     if let Some(q) = next.query() {
         local.push('?');
@@ -607,6 +636,16 @@ fn rewrite_location(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_maas_api_root_is_served_from_the_maas_url_above_it() {
+        let u = |s: &str| url::Url::parse(s).unwrap();
+        let api = u("http://maas:5240/MAAS/api/2.0/");
+        assert_eq!(proxy_root(TokenKind::Maas, &api).as_str(), "http://maas:5240/MAAS/");
+        let maas = u("http://maas:5240/MAAS/");
+        assert_eq!(proxy_root(TokenKind::Maas, &maas), maas);
+        assert_eq!(proxy_root(TokenKind::Bearer, &api), api);
+    }
 
     #[test]
     fn json_answers_name_the_proxy_instead_of_upstream() {
