@@ -552,3 +552,57 @@ print(json.dumps(client.apitokens.get()))
                 == Some(format!("Api-Token {}", real.token()).as_str()))
     );
 }
+
+#[test]
+fn oauthlib_hmac_signatures_are_verified_form_bodies_included() {
+    let Some(python) = py_clients() else { return };
+    let Some((env, maas)) = TestEnv::started_with_maas() else { return };
+    let real = maas.add_token("hmac");
+    // The token signs upstream with HMAC too: the form body is covered twice.
+    env.add("m.hmac", "maas", &maas.api_url(), &real.api_key(), &["--signature", "hmac-sha1"]);
+    // oauthlib, as requests-oauthlib drives it, signing with the local key.
+    let script = r#"
+import os, urllib.request, urllib.error
+from oauthlib import oauth1
+ck, tk, ts = os.environ["M_KEY"].split(":")
+client = oauth1.Client(ck, client_secret="", resource_owner_key=tk,
+                       resource_owner_secret=ts, signature_method=oauth1.SIGNATURE_HMAC)
+base = os.environ["M_URL"] + "api/2.0/"
+form = {"Content-Type": "application/x-www-form-urlencoded"}
+
+def call(method, url, body=None, headers=None, send=None):
+    uri, headers, body = client.sign(url, method, body, headers or {})
+    data = (send if send is not None else body)
+    req = urllib.request.Request(uri, data=data.encode() if data else None, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+print("whoami", *call("GET", base + "users/?op=whoami"))
+print("create", *call("POST", base + "account/?op=create_authorisation_token", "name=made-by-hmac", form))
+print("tampered", *call("POST", base + "account/?op=create_authorisation_token", "name=a", form, send="name=b"))
+"#;
+    let out = run(
+        env.signet_command().args(["exec", "m.hmac=M", "--"]).arg(&python).args(["-c", script]),
+        b"",
+    );
+    assert_eq!(out.code(), 0, "{out:#?}\n{}", env.agent_log());
+    let line = |what: &str| {
+        out.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{what} ")))
+            .unwrap_or_else(|| panic!("no {what}: {out:#?}"))
+            .to_string()
+    };
+    assert!(line("whoami").starts_with("200 "), "{out:#?}");
+    assert!(line("create").starts_with("200 "), "{out:#?}");
+    assert!(line("tampered").starts_with("401 signet proxy: the signature is wrong"), "{out:#?}");
+    assert!(maas.tokens().iter().any(|t| t.name == "made-by-hmac"), "the form reached upstream");
+    assert!(!maas.tokens().iter().any(|t| t.name == "b" || t.name == "a"));
+    for r in maas.requests().iter().filter(|r| r.target.contains("op=")) {
+        assert!(r.is_ok(), "{r:#?}");
+        assert!(r.header("authorization").is_some_and(|a| a.contains("HMAC-SHA1")), "{r:#?}");
+    }
+}
