@@ -184,6 +184,17 @@ fn a_maas_tool_uses_a_local_key_and_everything_else_is_refused_before_upstream()
     assert_eq!(curl(&whoami, &[fresh_maas_header(&key)], &[]).status, 0, "still listening");
     env.signet(&["proxy", "--stop", "m1"]).fails(4);
 
+    // A new proxy on the same address has a new key; the old one is stale.
+    let port = url.trim_start_matches("http://127.0.0.1:").trim_end_matches('/').to_string();
+    let again = start_proxy(&env, &["m1", "--listen", &format!("127.0.0.1:{port}")]);
+    assert_eq!(s(&again, "url"), url);
+    let before = maas.requests().len();
+    let stale = curl(&whoami, &[fresh_maas_header(&key)], &[]);
+    assert_eq!(stale.status, 401, "{}", stale.body);
+    assert_eq!(maas.requests().len(), before);
+    assert_eq!(curl(&whoami, &[fresh_maas_header(s(&again, "key"))], &[]).status, 200);
+    env.signet(&["proxy", "--stop", "m1"]).ok();
+
     // Only loopback.
     let err = env.signet(&["proxy", "m1", "--listen", "0.0.0.0:0"]).fails(5).to_string();
     assert!(err.contains("loopback"), "{err}");
