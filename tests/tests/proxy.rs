@@ -421,8 +421,10 @@ fn bodies_stream_both_ways_through_tcp_and_unix_socket_proxies() {
     use std::os::unix::fs::PermissionsExt as _;
     let mode = std::fs::metadata(&sock).expect("socket").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    env.signet(&["proxy", "--stop", "api.prod"]).ok();
-    assert!(!exists(&sock), "the socket outlived its proxy");
+    // Removing the token stops its proxies.
+    env.signet(&["rm", "api.prod"]).ok();
+    assert!(!exists(&sock), "the socket outlived its token");
+    assert_eq!(env.signet(&["proxy", "--list", "--json"]).json(), serde_json::json!([]));
     assert!(server.requests().iter().all(|r| r.is_ok()));
 }
 

@@ -93,6 +93,10 @@ pub async fn start(
     let entry = agent.store.get(peer.uid, &req.name)?;
     policy::check_not_expired(&entry, now())?;
     let local = Local::new(entry.kind, &entry.params)?;
+    let base =
+        url::Url::parse(&entry.url).map_err(|e| Failure::other(format!("stored base URL: {e}")))?;
+    let signed_headers = local.header_names(&base);
+    let root = proxy_root(entry.kind, &base);
     let runtime_dir = agent
         .socket
         .parent()
@@ -157,11 +161,6 @@ pub async fn start(
         }
         None => None,
     };
-
-    let base =
-        url::Url::parse(&entry.url).map_err(|e| Failure::other(format!("stored base URL: {e}")))?;
-    let signed_headers = local.header_names(&base);
-    let root = proxy_root(entry.kind, &base);
 
     let info = ProxyInfo {
         name: entry.name.clone(),
