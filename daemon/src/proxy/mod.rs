@@ -90,6 +90,8 @@ pub async fn start(
     req: &ProxyStart,
 ) -> Result<(u64, ProxyInfo), Failure> {
     validate::name(&req.name)?;
+    // An agent without network (one being fuzzed) opens no listener either.
+    agent.http.reachable()?;
     let entry = agent.store.get(peer.uid, &req.name)?;
     policy::check_not_expired(&entry, now())?;
     let local = Local::new(entry.kind, &entry.params)?;
