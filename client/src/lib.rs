@@ -73,7 +73,8 @@ use signet_proto::{
     Service, SignRequest, agent_version_string,
 };
 pub use types::{
-    HttpRequest, MaasLoginParams, Minted, NewMaasToken, NewToken, NewVmsToken, SignedHeader,
+    HttpRequest, MaasLoginParams, Minted, NewMaasToken, NewToken, NewVmsToken, ProxyOptions,
+    RunningProxy, SignedHeader, TiedProxy,
 };
 use zeroize::Zeroizing;
 
@@ -314,6 +315,50 @@ impl Client {
         match read_frame::<_, Response>(&mut self.stream).map_err(frame_error)? {
             Response::Failure(f) => Err(ClientError::Agent(f)),
             r => Ok(r),
+        }
+    }
+
+    /// Starts a local proxy for a token (`signet proxy NAME`): the agent
+    /// listens on loopback (or a Unix socket), checks the local credential
+    /// it answers with, and re-signs each request with the token. It runs
+    /// until [`Client::proxy_stop`] or the agent stops.
+    pub fn proxy_start(&mut self, opts: &ProxyOptions) -> Result<RunningProxy, ClientError> {
+        match self.call(&Request::ProxyStart(opts.to_wire(false)?))? {
+            Response::ProxyStarted(p) => Ok(RunningProxy::from_wire(p)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Starts a proxy that lives only as long as the returned handle: the
+    /// agent stops it when this connection closes, however this process
+    /// ends (`signet exec`). The connection serves nothing else meanwhile.
+    pub fn proxy_tied(mut self, opts: &ProxyOptions) -> Result<TiedProxy, ClientError> {
+        match self.call(&Request::ProxyStart(opts.to_wire(true)?))? {
+            Response::ProxyStarted(p) => {
+                // The agent holds the connection open for as long as the
+                // proxy runs: no answer is due, so no read may time out.
+                let _ = self.stream.get_ref().set_read_timeout(None);
+                Ok(TiedProxy { proxy: RunningProxy::from_wire(p), _conn: Box::new(self) })
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Stops the caller's proxies for the token `name`
+    /// (`signet proxy --stop NAME`); answers with those stopped.
+    pub fn proxy_stop(&mut self, name: &str) -> Result<Vec<RunningProxy>, ClientError> {
+        match self.call(&Request::ProxyStop { name: name.into() })? {
+            Response::Proxies(p) => Ok(p.into_iter().map(RunningProxy::from_wire).collect()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The caller's running proxies (`signet proxy --list`), without their
+    /// local credentials.
+    pub fn proxies(&mut self) -> Result<Vec<RunningProxy>, ClientError> {
+        match self.call(&Request::ProxyList)? {
+            Response::Proxies(p) => Ok(p.into_iter().map(RunningProxy::from_wire).collect()),
+            other => Err(unexpected(&other)),
         }
     }
 
@@ -678,6 +723,8 @@ fn unexpected(r: &Response) -> ClientError {
         Response::ServerTokens(_) => "ServerTokens",
         Response::Minted { .. } => "Minted",
         Response::Imported(_) => "Imported",
+        Response::ProxyStarted(_) => "ProxyStarted",
+        Response::Proxies(_) => "Proxies",
     };
     ClientError::Connection(format!("the agent sent an unexpected answer ({what})"))
 }

@@ -66,6 +66,10 @@ enum Command {
     Vms(cmd::lifecycle::VmsCmd),
     /// Replace a token's secret with a freshly minted one (maas, api-token).
     Rotate(cmd::lifecycle::RotateArgs),
+    /// Serve a token on a loopback URL with a local key, for tools that want a URL and a key.
+    Proxy(cmd::proxy::ProxyArgs),
+    /// Run a command with a local proxy per token: NAME[=PREFIX]... -- COMMAND [ARGS].
+    Exec(cmd::proxy::ExecArgs),
     /// Print a shell completion script: `source <(signet completions bash)`.
     Completions(CompletionsArgs),
     /// Print the signet(1) man page (roff), or write it and a page per
@@ -157,6 +161,8 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failed> {
         Command::Maas(c) => cmd::lifecycle::maas(socket, c),
         Command::Vms(c) => cmd::lifecycle::vms(socket, c),
         Command::Rotate(a) => cmd::lifecycle::rotate(socket, a),
+        Command::Proxy(a) => cmd::proxy::proxy(socket, a),
+        Command::Exec(a) => cmd::proxy::exec(socket, a),
         Command::Completions(a) => print_generated("completion script", |buf| {
             clap_complete::generate(a.shell, &mut Cli::command(), "signet", buf);
             Ok(())

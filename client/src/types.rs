@@ -4,8 +4,10 @@
 
 use std::time::Duration;
 
-use signet_proto::AddToken;
+use std::path::PathBuf;
+
 use signet_proto::expiry::Expiry;
+use signet_proto::{AddToken, ProxyInfo, ProxyStart};
 
 use crate::{Secret, TlsOptions, TokenInfo, TokenKind, TokenParams};
 
@@ -224,4 +226,101 @@ pub struct Minted {
     /// Warnings: something the agent could not tidy up (an old server token
     /// it could not delete, say), though the new token works.
     pub notes: Vec<String>,
+}
+
+/// Where and how [`Client::proxy_start`](crate::Client::proxy_start)
+/// listens.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyOptions {
+    /// The token the proxy signs with.
+    pub name: String,
+    /// A loopback `IP:PORT` (port 0: any free port); default
+    /// `127.0.0.1:0`. Any other address is refused.
+    pub listen: Option<String>,
+    /// Listen on a Unix socket at this absolute path instead.
+    pub unix: Option<PathBuf>,
+    /// Serve HTTPS with a certificate made for this proxy; its CA is
+    /// written to [`RunningProxy::ca_file`].
+    pub tls: bool,
+}
+
+impl ProxyOptions {
+    /// A proxy for `name` on any free loopback port, plain HTTP.
+    pub fn new(name: impl Into<String>) -> ProxyOptions {
+        ProxyOptions { name: name.into(), ..ProxyOptions::default() }
+    }
+
+    pub(crate) fn to_wire(&self, tie: bool) -> Result<ProxyStart, crate::ClientError> {
+        let unix = match &self.unix {
+            None => None,
+            Some(p) => Some(
+                p.to_str()
+                    .ok_or_else(|| {
+                        crate::ClientError::Usage("the --unix path is not UTF-8".into())
+                    })?
+                    .to_string(),
+            ),
+        };
+        Ok(ProxyStart {
+            name: self.name.clone(),
+            listen: self.listen.clone(),
+            unix,
+            tls: self.tls,
+            tie,
+        })
+    }
+}
+
+/// A proxy the agent runs.
+#[derive(Debug, Clone)]
+pub struct RunningProxy {
+    /// The token it signs with.
+    pub name: String,
+    /// The token's kind: what shape [`RunningProxy::credential`] has.
+    pub kind: TokenKind,
+    /// The local URL that stands for the token's base URL.
+    pub url: String,
+    /// The token's base URL.
+    pub upstream: String,
+    /// Its Unix socket, when it listens on one.
+    pub unix: Option<PathBuf>,
+    /// With TLS: the CA certificate (PEM) to trust.
+    pub ca_file: Option<PathBuf>,
+    /// The credential to present to the proxy; only when it was just
+    /// started, never in a list.
+    pub credential: Option<Secret>,
+    /// When it started, Unix seconds.
+    pub started: i64,
+    /// Whether it dies with the connection that started it.
+    pub tied: bool,
+}
+
+impl RunningProxy {
+    pub(crate) fn from_wire(p: ProxyInfo) -> RunningProxy {
+        RunningProxy {
+            name: p.name,
+            kind: p.kind,
+            url: p.url,
+            upstream: p.upstream,
+            unix: p.unix.map(PathBuf::from),
+            ca_file: p.ca_file.map(PathBuf::from),
+            credential: p.credential,
+            started: p.started,
+            tied: p.tied,
+        }
+    }
+}
+
+/// A proxy tied to its connection: dropping this (or the process ending,
+/// however it ends) stops it.
+pub struct TiedProxy {
+    /// What is running.
+    pub proxy: RunningProxy,
+    pub(crate) _conn: Box<crate::Client>,
+}
+
+impl std::fmt::Debug for TiedProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TiedProxy").field("proxy", &self.proxy).finish_non_exhaustive()
+    }
 }

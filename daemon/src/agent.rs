@@ -12,6 +12,7 @@ use signet_proto::TokenInfo;
 use crate::config::Config;
 use crate::entry::Entry;
 use crate::http::Http;
+use crate::proxies::Proxies;
 use crate::store::Store;
 
 /// Everything a command may use.
@@ -21,6 +22,8 @@ pub struct Agent {
     pub started: Instant,
     pub socket: PathBuf,
     pub http: Http,
+    /// The local proxies it serves (`signet proxy`, `signet exec`).
+    pub proxies: Proxies,
 }
 
 /// Who is asking: from SO_PEERCRED on the connection.

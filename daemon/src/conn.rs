@@ -178,6 +178,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.read(self.idle_timeout).await
     }
 
+    /// Waits, reading nothing, until the client closes the connection or
+    /// the agent begins to shut down: for a request whose effect lasts as
+    /// long as the connection (a tied proxy). The idle timeout does not
+    /// apply, and any byte the client sends is a protocol error.
+    pub async fn held(&mut self) -> Closed {
+        let mut byte = [0u8; 1];
+        tokio::select! {
+            r = self.stream.read(&mut byte) => match r {
+                Ok(0) => Closed::Peer,
+                Ok(_) => Closed::Error("the client sent data on a held connection".into()),
+                Err(e) => Closed::Error(format!("read: {e}")),
+            },
+            _ = stopped(&mut self.shutdown) => Closed::Shutdown,
+        }
+    }
+
     /// The two directions of a streamed exchange, usable at once: the
     /// request body comes in while the response goes out.
     pub fn streams(&mut self) -> (BodyIn<'_, S>, BodyOut<'_, S>) {

@@ -42,7 +42,9 @@ impl Http {
         Http { clients: Mutex::default(), idle: CONNECT_TIMEOUT, offline: true }
     }
 
-    fn reachable(&self) -> Result<(), Failure> {
+    /// Fails at once when this agent reaches no network (a fuzzing agent),
+    /// before anything that would need it is set up.
+    pub fn reachable(&self) -> Result<(), Failure> {
         if self.offline {
             Err(Failure::upstream("offline: no network for this agent"))
         } else {

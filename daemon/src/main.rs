@@ -458,6 +458,7 @@ fn serve(
             config,
             started,
             socket: socket_path,
+            proxies: signet_agent::proxies::Proxies::default(),
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
@@ -509,6 +510,8 @@ fn serve(
         };
 
         server::serve(listener, &socket_file, agent.clone(), stop_rx).await;
+        // No proxy outlives the agent, nor its socket or certificate file.
+        agent.proxies.stop_all();
         signals.abort();
         let _ = flusher.await;
         if let Err(e) = agent.store.flush_usage().await {

@@ -238,7 +238,7 @@ fn peer_allowed(me: u32, uid: u32) -> bool {
 async fn connection(
     stream: UnixStream,
     peer: Peer,
-    agent: &Agent,
+    agent: &Arc<Agent>,
     shutdown: watch::Receiver<bool>,
 ) {
     let mut conn = Conn::new(stream, &agent.config, shutdown);

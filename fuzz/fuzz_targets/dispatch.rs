@@ -40,6 +40,7 @@ fn world() -> &'static World {
             started: Instant::now(),
             socket: dir.path().join("agent.sock"),
             http: Http::offline(),
+            proxies: Default::default(),
         };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
         World { agent: Arc::new(agent), rt, _dir: dir }

@@ -66,6 +66,19 @@ pub enum Request {
     MaasLogin(Box<MaasLogin>),
     /// Server-side token management through a stored token.
     Lifecycle(LifecycleOp),
+    /// `signet proxy NAME`: serve a loopback HTTP endpoint that re-signs
+    /// with the token; answered with `ProxyStarted`. With `tie`, the
+    /// proxy lives only as long as this connection: the agent answers, then
+    /// reads nothing more on it and stops the proxy when the client closes.
+    ProxyStart(ProxyStart),
+    /// `signet proxy --stop NAME`: stops the caller's proxies for the
+    /// token `name`; answered with `Proxies` (those stopped).
+    ProxyStop {
+        name: String,
+    },
+    /// `signet proxy --list`: the caller's running proxies, without their
+    /// local credentials; answered with `Proxies`.
+    ProxyList,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -98,6 +111,47 @@ pub enum Response {
     },
     /// What `maas import` did, one line per profile.
     Imported(Vec<ImportOutcome>),
+    /// A proxy is listening; `credential` is its local credential.
+    ProxyStarted(ProxyInfo),
+    Proxies(Vec<ProxyInfo>),
+}
+
+/// `signet proxy NAME [--listen ADDR | --unix PATH] [--tls]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProxyStart {
+    pub name: String,
+    /// A loopback `IP:PORT` (port 0: any free port); default `127.0.0.1:0`.
+    pub listen: Option<String>,
+    /// Listen on a Unix socket at this absolute path instead.
+    pub unix: Option<String>,
+    /// Serve HTTPS with a certificate made for this proxy.
+    pub tls: bool,
+    /// Stop the proxy when this connection closes (`signet exec`).
+    pub tie: bool,
+}
+
+/// A running proxy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProxyInfo {
+    /// The token it signs with.
+    pub name: String,
+    pub kind: TokenKind,
+    /// The local URL that stands for the token's base URL
+    /// (`http://127.0.0.1:PORT/`; `http://localhost/` on a Unix socket).
+    pub url: String,
+    /// The token's base URL, which the local URL maps to.
+    pub upstream: String,
+    /// The Unix socket it listens on, if not TCP.
+    pub unix: Option<String>,
+    /// With TLS: the PEM file of the certificate to trust (0600).
+    pub ca_file: Option<String>,
+    /// The credential a tool presents to this proxy, shaped as the token's
+    /// kind expects; only in `ProxyStarted`, never in a list.
+    pub credential: Option<Secret>,
+    /// Unix seconds.
+    pub started: i64,
+    /// Whether it dies with the connection that started it.
+    pub tied: bool,
 }
 
 /// `signet maas login NAME URL [--username U]`.

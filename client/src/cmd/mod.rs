@@ -2,4 +2,5 @@
 
 pub mod http;
 pub mod lifecycle;
+pub mod proxy;
 pub mod tokens;

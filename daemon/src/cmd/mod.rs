@@ -18,6 +18,7 @@ mod list_tokens;
 mod maas_import;
 mod maas_login;
 mod perform;
+mod proxy;
 mod remove;
 mod rename;
 mod rename_token;
@@ -28,6 +29,8 @@ mod status;
 mod whoami;
 
 use signet_proto::{ErrorCode, Failure, LifecycleOp, Request, Response};
+use std::sync::Arc;
+
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::agent::{Agent, Peer};
@@ -36,7 +39,7 @@ use crate::service::MintRequest;
 
 /// Serves one request on `conn`. `Err` means the connection must close.
 pub async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
-    agent: &Agent,
+    agent: &Arc<Agent>,
     peer: Peer,
     req: Request,
     conn: &mut Conn<S>,
@@ -85,6 +88,9 @@ pub async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
         Request::Lifecycle(LifecycleOp::MaasImport { db, scrub }) => {
             maas_import::apply(agent, peer, &db, scrub).await
         }
+        Request::ProxyStart(p) => return proxy::start(agent, peer, p, conn).await,
+        Request::ProxyStop { name } => proxy::stop(agent, peer, &name),
+        Request::ProxyList => Ok(proxy::list(agent, peer)),
     };
     conn.send(&result.unwrap_or_else(Response::Failure)).await
 }

@@ -16,68 +16,42 @@
 //! a `BodyEnd`; the agent sends `Head`, `BodyChunk` frames and `BodyEnd`, or
 //! a failure at any point before `BodyEnd` (docs/protocol.md).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use signet_proto::{Chunk, Failure, PerformRequest, Response, ResponseHead, Secret};
+use signet_proto::{Chunk, Failure, PerformRequest, Response, ResponseHead};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
 use crate::agent::{Agent, Peer, now};
 use crate::conn::{BodyItem, BodyOut, Closed, Conn};
-use crate::entry::Entry;
+use crate::gate::{self, Granted, MAX_SIGNED_FORM, Use};
 use crate::http::{attach, describe};
+use crate::policy;
 use crate::sign::{self, SignInput};
-use crate::{policy, validate};
 
 /// At most this many redirects are followed, as curl's default of 50 is
 /// more than any API needs.
 pub const MAX_REDIRECTS: usize = 10;
-/// A form body that OAuth HMAC must sign is read whole before sending; it
-/// may not be larger than this.
-pub const MAX_SIGNED_FORM: usize = 1 << 20;
 
-/// Everything checked before the client may send a body.
+/// Everything checked before the client may send a body: the shared
+/// checks of [`gate::admit`], and the headers to send.
 struct Prepared {
-    entry: Entry,
-    secret: Arc<Secret>,
-    client: reqwest::Client,
-    base: url::Url,
-    url: url::Url,
-    method: reqwest::Method,
+    granted: Granted,
     headers: Vec<(String, String)>,
-    /// OAuth HMAC signs form parameters: such a body is read whole first.
-    sign_form_body: bool,
 }
 
 async fn prepare(agent: &Agent, peer: Peer, req: &PerformRequest) -> Result<Prepared, Failure> {
-    validate::name(&req.name)?;
-    let entry = agent.store.get(peer.uid, &req.name)?;
-    policy::check_not_expired(&entry, now())?;
-    let (base, url) = policy::scoped_url(&entry, &req.url)?;
-    let method = validate::method(&req.method)?;
-    let method = reqwest::Method::from_bytes(method.as_bytes())
-        .map_err(|_| Failure::usage("invalid HTTP method"))?;
-    validate::headers(&req.headers)?;
-    let is_form = req.headers.iter().any(|(k, v)| {
-        k.eq_ignore_ascii_case("content-type")
-            && v.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded")
-    });
-    let sign_form_body =
-        req.has_body && is_form && sign::signs_form_body(entry.kind, &entry.params);
-    let secret = agent.store.secret(&entry).await?;
-    let client = agent.http.client(&entry)?;
-    Ok(Prepared {
-        entry,
-        secret,
-        client,
-        base,
-        url,
-        method,
-        headers: req.headers.clone(),
-        sign_form_body,
-    })
+    let u = Use {
+        name: &req.name,
+        method: &req.method,
+        target: &req.url,
+        headers: &req.headers,
+        form_body: req.has_body && gate::is_form(&req.headers),
+        via: "request",
+    };
+    let granted = gate::admit(agent, peer, &u).await?;
+    Ok(Prepared { granted, headers: req.headers.clone() })
 }
 
 /// Serves one `Perform`. `Err` means the connection is no longer in step
@@ -172,12 +146,13 @@ fn is_redirect(s: reqwest::StatusCode) -> bool {
 
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     agent: &Agent,
-    p: Prepared,
+    prepared: Prepared,
     body: Option<mpsc::Receiver<BodyItem>>,
     body_len: Option<u64>,
     timeout_secs: Option<u64>,
     out: &mut BodyOut<'_, S>,
 ) -> Result<(), Outcome> {
+    let Prepared { granted: p, headers } = prepared;
     let mut body = match body {
         None => Body::None,
         Some(mut rx) if p.sign_form_body => Body::Buffered(buffer_form(&mut rx).await?),
@@ -185,7 +160,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let mut url = p.url.clone();
     let mut method = p.method.clone();
-    let mut headers = p.headers.clone();
+    let mut headers = headers;
     let mut hops = 0;
     // Why a redirect in the answer was handed back instead of followed.
     let mut unfollowed = None;

@@ -13,6 +13,9 @@ pub async fn apply(agent: &Agent, peer: Peer, name: &str) -> Result<Response, Fa
     validate::name(name)?;
     let removed = agent.store.remove(peer.uid, name).await?;
     agent.http.forget(&removed.id);
+    // Its proxies would refuse every request from now on: stop them, so
+    // that their ports and local credentials go too.
+    agent.proxies.stop_named(peer.uid, name);
     tracing::info!("token removed");
     Ok(Response::Ok)
 }

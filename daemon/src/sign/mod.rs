@@ -11,6 +11,8 @@
 mod header;
 mod oauth1;
 
+pub use oauth1::{LocalKey, Verified, verify as verify_oauth};
+
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 

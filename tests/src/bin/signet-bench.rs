@@ -488,6 +488,10 @@ fn main() {
     }
     println!();
 
+    // The local proxy against the same server direct.
+    proxy_section(&env, &upstream);
+    println!();
+
     if !which("curl") {
         println!("SKIP: curl is not installed: no comparison of requests with curl");
         env.stop_agent();
@@ -586,4 +590,151 @@ fn main() {
         verdict(rss_growth <= 20 << 20)
     );
     env.stop_agent();
+}
+
+const PROXY_GETS: usize = 2_000;
+const PROXY_CLIENTS: usize = 100;
+const PROXY_CLIENT_GETS: usize = 100;
+const BIG: u64 = 1 << 30;
+
+/// One keep-alive HTTP/1.1 connection, enough for GETs with a
+/// Content-Length answer.
+struct Http1 {
+    stream: std::io::BufReader<std::net::TcpStream>,
+    host: String,
+    auth: String,
+}
+
+impl Http1 {
+    fn connect(origin: &str, auth: &str) -> std::io::Result<Http1> {
+        let host = origin.trim_start_matches("http://").trim_end_matches('/').to_string();
+        let stream = std::net::TcpStream::connect(&host)?;
+        stream.set_nodelay(true)?;
+        Ok(Http1 { stream: std::io::BufReader::new(stream), host, auth: auth.to_string() })
+    }
+
+    /// GET `path`; the status, after the body is read to its end.
+    fn get(&mut self, path: &str) -> std::io::Result<u16> {
+        use std::io::BufRead as _;
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\n\r\n",
+            self.host, self.auth
+        );
+        self.stream.get_mut().write_all(req.as_bytes())?;
+        let mut line = String::new();
+        self.stream.read_line(&mut line)?;
+        let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let mut len = 0usize;
+        loop {
+            line.clear();
+            if self.stream.read_line(&mut line)? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0u8; len];
+        self.stream.read_exact(&mut body)?;
+        Ok(status)
+    }
+}
+
+fn get_times(origin: &str, auth: &str, path: &str) -> Stats {
+    let mut c = Http1::connect(origin, auth).expect("connect");
+    for _ in 0..200 {
+        c.get(path).expect("warm-up GET");
+    }
+    let mut times = Vec::with_capacity(PROXY_GETS);
+    for _ in 0..PROXY_GETS {
+        let t = Instant::now();
+        assert_eq!(c.get(path).expect("GET"), 200);
+        times.push(t.elapsed());
+    }
+    stats(times)
+}
+
+/// Seconds curl takes to fetch `url` to /dev/null.
+fn curl_secs(url: &str, auth: &str) -> Option<f64> {
+    let t = Instant::now();
+    let ok = Command::new("curl")
+        .args(["-s", "-f", "--noproxy", "*", "-o", "/dev/null", "-H", auth, url])
+        .status()
+        .ok()?
+        .success();
+    ok.then(|| t.elapsed().as_secs_f64())
+}
+
+fn proxy_section(env: &TestEnv, upstream: &BearerLikeServer) {
+    let out = env.signet(&["proxy", "web", "--json"]);
+    let p = out.json();
+    let url = p["url"].as_str().expect("url").to_string();
+    let key = p["key"].as_str().expect("key").to_string();
+    let local_auth = format!("Bearer {key}");
+    let direct_auth = "Bearer bench-token";
+    let direct = upstream.url();
+
+    let path = "/big/64";
+    let d = get_times(&direct, direct_auth, path);
+    let through = get_times(&url, &local_auth, path);
+    println!(
+        "the local proxy (signet proxy), a 64-byte GET on one keep-alive connection, {PROXY_GETS} each:"
+    );
+    println!("  direct to the server                 p50 {:>10}  p99 {:>10}", us(d.p50), us(d.p99));
+    println!(
+        "  through the proxy                    p50 {:>10}  p99 {:>10}   +{} p50",
+        us(through.p50),
+        us(through.p99),
+        us(through.p50.saturating_sub(d.p50))
+    );
+
+    if which("curl") {
+        let big = format!("big/{BIG}");
+        let direct_s =
+            curl_secs(&format!("{direct}{big}"), &format!("Authorization: {direct_auth}"));
+        let proxy_s = curl_secs(&format!("{url}{big}"), &format!("Authorization: {local_auth}"));
+        if let (Some(a), Some(b)) = (direct_s, proxy_s) {
+            let mib = (BIG >> 20) as f64;
+            println!(
+                "  1 GiB download with curl: direct {:.0} MiB/s, through the proxy {:.0} MiB/s ({:.2}x direct)",
+                mib / a,
+                mib / b,
+                a / b
+            );
+        }
+    }
+
+    let errors = Arc::new(AtomicU64::new(0));
+    let t = Instant::now();
+    let workers: Vec<_> = (0..PROXY_CLIENTS)
+        .map(|_| {
+            let (url, auth, errors) = (url.clone(), local_auth.clone(), errors.clone());
+            std::thread::spawn(move || {
+                let Ok(mut c) = Http1::connect(&url, &auth) else {
+                    errors.fetch_add(PROXY_CLIENT_GETS as u64, Ordering::Relaxed);
+                    return;
+                };
+                for _ in 0..PROXY_CLIENT_GETS {
+                    if !matches!(c.get(path), Ok(200)) {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        let _ = w.join();
+    }
+    let total = PROXY_CLIENTS * PROXY_CLIENT_GETS;
+    println!(
+        "  {PROXY_CLIENTS} concurrent keep-alive clients, {total} GETs: {} errors, {:.0} GETs/s",
+        errors.load(Ordering::Relaxed),
+        total as f64 / t.elapsed().as_secs_f64()
+    );
+    let _ = env.signet(&["proxy", "--stop", "web"]);
 }

@@ -6,6 +6,9 @@
 //! - `accounts/authenticate/` POST (form username, password, consumer): no OAuth;
 //!   200 JSON {consumer_key, token_key, token_secret, name} (reusing the token named
 //!   after the consumer), 403 on bad credentials;
+//! - `api/2.0/describe/` GET: no OAuth (MAAS serves it anonymously); the API
+//!   description python-libmaas reads, for the handlers below, each with its
+//!   absolute `uri` built from the request's Host header as MAAS builds it;
 //! - `api/2.0/users/?op=whoami` GET: 200 {username, email, is_superuser, is_local,
 //!   resource_uri};
 //! - `api/2.0/account/?op=list_authorisation_tokens` GET: [{name, token: "ck:tk:ts"}];
@@ -16,7 +19,8 @@
 //!   "Accepted", 404 unknown;
 //! - `api/2.0/echo…`, `api/2.0/big/<n>`, `api/2.0/redirect?to=`: see `server.rs`.
 //!
-//! Form parameters may come urlencoded or multipart (MAAS accepts both; only the
+//! Form parameters may come urlencoded or multipart (MAAS accepts both, and parts in
+//! base64 transfer encoding as python-libmaas sends them; only the
 //! urlencoded ones enter the HMAC base string). Every `api/2.0/` request needs valid
 //! OAuth: anything else is a 401 whose body says why.
 //!
@@ -230,6 +234,9 @@ impl Handler for MaasState {
         let Some(rest) = rest.strip_prefix("api/2.0/") else {
             return Reply::refuse(404, "Not Found");
         };
+        if rest == "describe/" && req.method == hyper::Method::GET {
+            return self.describe(req);
+        }
         if let Err(refusal) = self.check_oauth(req).await {
             return refusal;
         }
@@ -318,6 +325,46 @@ impl MaasState {
         result.map(|_| ()).map_err(|refusal| {
             Reply::refuse(401, &refusal.0).with_header("www-authenticate", "OAuth realm=\"OAuth\"")
         })
+    }
+
+    /// The part of MAAS's API description that python-libmaas needs for
+    /// users/whoami and the account's tokens.
+    fn describe(&self, req: &Req) -> Reply {
+        let fallback = req.local_addr.to_string();
+        let host = req.header("host").unwrap_or(&fallback);
+        let api = format!("{}://{host}{}api/2.0/", req.scheme(), self.root);
+        let action = |name: &str, method: &str| json!({"name": name, "method": method, "op": name, "restful": false, "doc": ""});
+        let handler = |name: &str, path: &str, actions: Vec<serde_json::Value>| {
+            json!({
+                "name": name,
+                "doc": "",
+                "params": [],
+                "path": format!("{}api/2.0/{path}", self.root),
+                "uri": format!("{api}{path}"),
+                "actions": actions,
+            })
+        };
+        let users = handler("UsersHandler", "users/", vec![action("whoami", "GET")]);
+        let account = handler(
+            "AccountHandler",
+            "account/",
+            vec![
+                action("list_authorisation_tokens", "GET"),
+                action("create_authorisation_token", "POST"),
+                action("delete_authorisation_token", "POST"),
+                action("update_token_name", "POST"),
+            ],
+        );
+        let value = json!({
+            "doc": "MAAS API",
+            "hash": "0",
+            "resources": [
+                {"name": "UsersHandler", "anon": null, "auth": users},
+                {"name": "AccountHandler", "anon": null, "auth": account},
+            ],
+            "handlers": [],
+        });
+        Reply::json(200, &value, "ok")
     }
 
     fn whoami(&self) -> Reply {

@@ -658,6 +658,11 @@ fn parse_multipart(body: &[u8], boundary: &str) -> Result<Vec<(String, String)>,
             break;
         }
         let part = part.strip_prefix(b"\r\n").ok_or("delimiter not followed by CRLF")?;
+        // An empty part: python-libmaas sends one for a POST without
+        // parameters (an empty MIME multipart), and Django reads it as none.
+        if part.iter().all(|b| matches!(b, b'\r' | b'\n')) {
+            continue;
+        }
         let head_end = find(part, b"\r\n\r\n").ok_or("part without a header block")?;
         let head = String::from_utf8_lossy(&part[..head_end]);
         let mut content = &part[head_end + 4..];
@@ -672,6 +677,24 @@ fn parse_multipart(body: &[u8], boundary: &str) -> Result<Vec<(String, String)>,
                 })
             })
             .ok_or("part without a name")?;
+        // Content-Transfer-Encoding base64, as python-libmaas sends every
+        // part and Django decodes.
+        let base64 = head.lines().any(|l| {
+            l.split_once(':').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("content-transfer-encoding")
+                    && v.trim().eq_ignore_ascii_case("base64")
+            })
+        });
+        let decoded;
+        if base64 {
+            use base64::Engine as _;
+            let compact: Vec<u8> =
+                content.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+            decoded = base64::engine::general_purpose::STANDARD
+                .decode(compact)
+                .map_err(|e| format!("part {name}: bad base64: {e}"))?;
+            content = &decoded;
+        }
         out.push((name, String::from_utf8_lossy(content).into_owned()));
     }
     if !closed {

@@ -12,6 +12,8 @@
 //! - PATCH `/api/apitokens/<id>/` {name?, expiry_date?} → 200 (the updated token);
 //! - PATCH `/api/apitokens/<id>/revoke` → 200; a revoked token is refused (401);
 //! - GET `/api/clusters/` → 200 JSON list;
+//! - each of these also under a version segment, `/api/latest/…` or
+//!   `/api/v<N>/…`, as vastpy calls them;
 //! - `/api/echo…`, `/api/big/<n>`, `/api/redirect?to=`: see `server.rs`.
 //!
 //! Refusals are DRF-style JSON `{"detail": …}`: 401 for bad auth (unknown, wrong
@@ -238,6 +240,18 @@ impl Handler for VmsState {
         let path = req.path.clone();
         let Some(rest) = path.strip_prefix("/api/") else {
             return detail(404, "Not found.");
+        };
+        // A version segment, as vastpy sends (`/api/latest/…`, `/api/v5/…`).
+        let rest = match rest.split_once('/') {
+            Some((v, after))
+                if v == "latest"
+                    || (v.len() > 1
+                        && v.starts_with('v')
+                        && v[1..].bytes().all(|b| b.is_ascii_digit())) =>
+            {
+                after
+            }
+            _ => rest,
         };
         let method = req.method.as_str().to_string();
         let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
