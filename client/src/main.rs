@@ -56,6 +56,13 @@ enum Command {
     Vms(cmd::lifecycle::VmsCmd),
     /// Replace a token's secret with a freshly minted one (maas, api-token).
     Rotate(cmd::lifecycle::RotateArgs),
+    /// Lock the agent: it forgets every secret it holds in memory and
+    /// refuses every use until `signet unlock`. Asks for a passphrase twice
+    /// (no echo; read from stdin, one per line, when it is not a terminal).
+    Lock,
+    /// Unlock the agent with the passphrase given to `signet lock` (none
+    /// when the agent locked itself on idle, a session lock or sleep).
+    Unlock,
 }
 
 /// A failure of the command, with its exit code.
@@ -109,6 +116,8 @@ fn main() -> ExitCode {
         Command::Maas(c) => cmd::lifecycle::maas(socket, c),
         Command::Vms(c) => cmd::lifecycle::vms(socket, c),
         Command::Rotate(a) => cmd::lifecycle::rotate(socket, a),
+        Command::Lock => cmd::access::lock(socket),
+        Command::Unlock => cmd::access::unlock(socket),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

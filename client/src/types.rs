@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use signet_proto::AddToken;
 use signet_proto::expiry::Expiry;
+use signet_proto::{AddToken, TokenAccess};
 
 use crate::{Secret, TlsOptions, TokenInfo, TokenKind, TokenParams};
 
@@ -32,6 +32,34 @@ pub struct NewToken {
     /// The secret, in the shape its kind takes (for `maas`:
     /// `consumer_key:token_key:token_secret`).
     pub secret: Secret,
+    /// How long the agent keeps it, and whether each use asks first.
+    pub access: LocalAccess,
+}
+
+/// How the agent guards a token on this machine, whatever the server
+/// thinks of it: how long it keeps the token, and whether each use asks
+/// the user first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LocalAccess {
+    /// The agent removes the token (index and keyring) this long after it
+    /// was added; `None`: the agent's default lifetime, if it has one.
+    /// Whole seconds, rounded up.
+    pub lifetime: Option<Duration>,
+    /// Each use asks the user first, through the agent's askpass program.
+    pub confirm: bool,
+    /// After a yes, the same program is not asked again for this long
+    /// (implies `confirm`). Whole seconds, rounded up.
+    pub confirm_for: Option<Duration>,
+}
+
+impl LocalAccess {
+    pub(crate) fn into_wire(self) -> TokenAccess {
+        TokenAccess {
+            lifetime_secs: self.lifetime.map(crate::whole_seconds),
+            confirm: self.confirm,
+            confirm_for_secs: self.confirm_for.map(crate::whole_seconds),
+        }
+    }
 }
 
 impl NewToken {
@@ -52,6 +80,7 @@ impl NewToken {
             comment: None,
             params: TokenParams::default(),
             secret,
+            access: LocalAccess::default(),
         }
     }
 
@@ -65,6 +94,7 @@ impl NewToken {
             comment: self.comment,
             params: self.params,
             secret: self.secret,
+            access: self.access.into_wire(),
         }
     }
 }
@@ -138,6 +168,8 @@ pub struct MaasLoginParams {
     pub tls: TlsOptions,
     /// Free text shown by `list` and `show`.
     pub comment: Option<String>,
+    /// How long the agent keeps it, and whether each use asks first.
+    pub access: LocalAccess,
 }
 
 impl MaasLoginParams {
@@ -152,6 +184,7 @@ impl MaasLoginParams {
             verify: true,
             tls: TlsOptions::default(),
             comment: None,
+            access: LocalAccess::default(),
         }
     }
 }
@@ -168,13 +201,21 @@ pub struct NewMaasToken {
     pub token_name: Option<String>,
     /// Return the new secret in [`Minted::shown`], once.
     pub show: bool,
+    /// How long the agent keeps the new token, and whether each use asks.
+    pub access: LocalAccess,
 }
 
 impl NewMaasToken {
     /// Mints through `name` and stores as `new_name`; no server-side name,
     /// the secret not shown.
     pub fn new(name: impl Into<String>, new_name: impl Into<String>) -> NewMaasToken {
-        NewMaasToken { name: name.into(), new_name: new_name.into(), token_name: None, show: false }
+        NewMaasToken {
+            name: name.into(),
+            new_name: new_name.into(),
+            token_name: None,
+            show: false,
+            access: LocalAccess::default(),
+        }
     }
 }
 
@@ -196,6 +237,8 @@ pub struct NewVmsToken {
     pub owner: Option<String>,
     /// Return the new secret in [`Minted::shown`], once.
     pub show: bool,
+    /// How long the agent keeps the new token, and whether each use asks.
+    pub access: LocalAccess,
 }
 
 impl NewVmsToken {
@@ -209,6 +252,7 @@ impl NewVmsToken {
             expires: None,
             owner: None,
             show: false,
+            access: LocalAccess::default(),
         }
     }
 }

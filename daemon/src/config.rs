@@ -31,6 +31,17 @@ pub struct Config {
     /// waits for its answer or the next piece of its body, is given up on
     /// (exit 7). `signet request --timeout` bounds a whole request instead.
     pub upstream_idle_timeout_secs: u64,
+    /// Lock the agent after this long without a use of any token; `None`:
+    /// never.
+    pub idle_lock_secs: Option<u64>,
+    /// Lock the agent when the login session locks or the machine is about
+    /// to sleep, where logind tells (the system bus).
+    pub lock_on_session_events: bool,
+    /// A token added without `--lifetime` is removed after this long;
+    /// `None`: kept until removed.
+    pub lifetime_secs: Option<u64>,
+    /// A confirmation not answered within this long is a no.
+    pub confirm_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -43,6 +54,10 @@ impl Default for Config {
             shutdown_grace_secs: 5,
             keyring_timeout_secs: 30,
             upstream_idle_timeout_secs: 120,
+            idle_lock_secs: None,
+            lock_on_session_events: true,
+            lifetime_secs: None,
+            confirm_timeout_secs: 60,
         }
     }
 }
@@ -62,6 +77,12 @@ impl Config {
     }
     pub fn upstream_idle_timeout(&self) -> Duration {
         Duration::from_secs(self.upstream_idle_timeout_secs)
+    }
+    pub fn confirm_timeout(&self) -> Duration {
+        Duration::from_secs(self.confirm_timeout_secs)
+    }
+    pub fn idle_lock(&self) -> Option<Duration> {
+        self.idle_lock_secs.map(Duration::from_secs)
     }
 
     /// The default location of the config file.
@@ -91,6 +112,9 @@ impl Config {
             (cfg.frame_timeout_secs, "frame_timeout_secs must be at least 1"),
             (cfg.keyring_timeout_secs, "keyring_timeout_secs must be at least 1"),
             (cfg.upstream_idle_timeout_secs, "upstream_idle_timeout_secs must be at least 1"),
+            (cfg.confirm_timeout_secs, "confirm_timeout_secs must be at least 1"),
+            (cfg.idle_lock_secs.unwrap_or(1), "idle_lock_secs must be at least 1"),
+            (cfg.lifetime_secs.unwrap_or(1), "lifetime_secs must be at least 1"),
         ] {
             if value == 0 {
                 return invalid(what);
@@ -128,6 +152,10 @@ mod tests {
             "frame_timeout_secs = 0",
             "idle_timeout_secs = 0",
             "upstream_idle_timeout_secs = 0",
+            "idle_lock_secs = 0",
+            "lifetime_secs = 0",
+            "confirm_timeout_secs = 0",
+            "lock_on_session_events = 1",
             "x",
         ] {
             std::fs::write(&p, bad).unwrap();

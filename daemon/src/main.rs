@@ -20,7 +20,7 @@ use signet_agent::server::BindError;
 use signet_agent::store::Store;
 use signet_agent::store::StoreError;
 use signet_agent::store::keyring::{self, StoreChoice};
-use signet_agent::{harden, paths, server};
+use signet_agent::{harden, logind, paths, server, timers};
 
 /// Every freed block is wiped first: see `harden::WipingAllocator`.
 #[global_allocator]
@@ -290,6 +290,25 @@ fn run(args: Args, csh: bool) -> Result<(), StartError> {
     result
 }
 
+/// Locks the agent on each session event logind sends (where it answers).
+fn watch_session(agent: Arc<Agent>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let watcher = tokio::spawn(async move {
+            if let Err(e) = logind::watch(tx).await {
+                tracing::info!(error = %e, "logind does not answer on the system bus; session locks and sleep will not lock the agent");
+            }
+        });
+        while let Some(event) = rx.recv().await {
+            match agent.lock(None).await {
+                Ok(()) => tracing::info!(%event, "agent locked"),
+                Err(f) => tracing::debug!(%event, error = %f, "not locked again"),
+            }
+        }
+        watcher.abort();
+    })
+}
+
 /// Each connection costs a descriptor, and the usual soft limit (1024) is
 /// below what max_connections may ask: raise it to the hard limit, as
 /// servers do, and say so when even that is short.
@@ -374,12 +393,19 @@ fn serve(
                 .map_err(listen)?;
         let agent = Arc::new(Agent {
             http: signet_agent::http::Http::new(config.upstream_idle_timeout()),
+            access: signet_agent::access::Access::new(&config),
             store,
             config,
             started,
             socket: socket_path,
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let reaper = tokio::spawn(timers::reaper(agent.clone(), stop_rx.clone()));
+        let idle = agent
+            .config
+            .idle_lock()
+            .map(|limit| tokio::spawn(timers::idle_lock(agent.clone(), limit, stop_rx.clone())));
+        let session = agent.config.lock_on_session_events.then(|| watch_session(agent.clone()));
 
         let signals = tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
@@ -413,6 +439,13 @@ fn serve(
 
         server::serve(listener, agent.clone(), stop_rx).await;
         signals.abort();
+        reaper.abort();
+        if let Some(t) = idle {
+            t.abort();
+        }
+        if let Some(t) = session {
+            t.abort();
+        }
         let _ = flusher.await;
         bound.remove();
         if let Err(e) = agent.store.flush_usage().await {

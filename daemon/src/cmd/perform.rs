@@ -24,6 +24,7 @@ use signet_proto::{Chunk, Failure, PerformRequest, Response, ResponseHead, Secre
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
+use crate::access::Destination;
 use crate::agent::{Agent, Peer, now};
 use crate::conn::{BodyItem, BodyOut, Closed, Conn};
 use crate::entry::Entry;
@@ -54,7 +55,8 @@ struct Prepared {
 async fn prepare(agent: &Agent, peer: Peer, req: &PerformRequest) -> Result<Prepared, Failure> {
     validate::name(&req.name)?;
     let entry = agent.store.get(peer.uid, &req.name)?;
-    policy::check_not_expired(&entry, now())?;
+    let at = now();
+    policy::check_not_expired(&entry, at)?;
     let (base, url) = policy::scoped_url(&entry, &req.url)?;
     let method = validate::method(&req.method)?;
     let method = reqwest::Method::from_bytes(method.as_bytes())
@@ -66,6 +68,8 @@ async fn prepare(agent: &Agent, peer: Peer, req: &PerformRequest) -> Result<Prep
     });
     let sign_form_body =
         req.has_body && is_form && sign::signs_form_body(entry.kind, &entry.params);
+    let dest = Destination { method: method.as_str(), url: &url };
+    agent.access.admit_use(peer, &entry, &dest, at).await?;
     let secret = agent.store.secret(&entry).await?;
     let client = agent.http.client(&entry)?;
     Ok(Prepared {

@@ -83,6 +83,8 @@ pub struct MintRequest {
     pub expires: Option<String>,
     /// Mint for another user: VMS only.
     pub owner: Option<String>,
+    /// How the agent guards the new token locally.
+    pub access: signet_proto::TokenAccess,
 }
 
 /// A token the server has just minted.
@@ -200,6 +202,7 @@ pub async fn create<A: TokenApi>(
 ) -> Result<Response, Failure> {
     validate::name(new_name)?;
     api.check_mint(&req)?;
+    let access = req.access;
     let created = now();
     let local_expiry = match &req.expires {
         Some(x) => Some(
@@ -220,9 +223,15 @@ pub async fn create<A: TokenApi>(
     let m = api.mint(agent, &h, req).await?;
     let mut e = Entry::draft(new_name, A::KIND, h.entry.url.clone(), peer.uid, created, m.params);
     e.expires = local_expiry;
+    crate::access::apply_settings(&mut e, &access, &agent.config, created)?;
     let shown = show.then(|| m.secret.clone());
     match agent.store.add(e, m.secret, agent.config.max_tokens_per_owner).await {
-        Ok(added) => Ok(Response::Minted { token: agent.info(&added), shown, notes: Vec::new() }),
+        Ok(added) => {
+            if added.removes_at.is_some() {
+                agent.access.reap.notify_one();
+            }
+            Ok(Response::Minted { token: agent.info(&added), shown, notes: Vec::new() })
+        }
         Err(err) => {
             let undo = api.revoke(agent, &h, &m.remote_id).await;
             let mut f: Failure = err.into();
@@ -288,7 +297,13 @@ pub async fn rotate<A: TokenApi>(
     } else {
         None
     };
-    let m = api.mint(agent, &h, MintRequest { token_name, expires, owner: None }).await?;
+    let m = api
+        .mint(
+            agent,
+            &h,
+            MintRequest { token_name, expires, owner: None, access: Default::default() },
+        )
+        .await?;
     let fresh = h.with(m.secret.clone(), m.params.clone());
     if let Err(f) = api.verify(agent, &fresh, &m.remote_id).await {
         let _ = api.revoke(agent, &h, &m.remote_id).await;
