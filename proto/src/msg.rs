@@ -443,6 +443,15 @@ mod tests {
     }
 
     #[test]
+    fn lock_and_unlock_encode_as_docs_protocol_md_shows() {
+        let lock = Request::Lock { passphrase: Secret::from_str_value("pass") };
+        assert_eq!(codec::encode(&lock).unwrap(), [0x0d, 4, b'p', b'a', b's', b's']);
+        let unlock = Request::Unlock { passphrase: Some(Secret::from_str_value("pass")) };
+        assert_eq!(codec::encode(&unlock).unwrap(), [0x0e, 1, 4, b'p', b'a', b's', b's']);
+        assert!(!format!("{lock:?}{unlock:?}").contains("pass\""), "Debug shows the passphrase");
+    }
+
+    #[test]
     fn a_full_chunk_fits_in_a_frame() {
         let r = Response::BodyChunk(Chunk(vec![0xab; MAX_CHUNK]));
         let bytes = codec::encode(&r).unwrap();
