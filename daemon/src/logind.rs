@@ -53,8 +53,10 @@ pub async fn watch(events: mpsc::Sender<SessionEvent>) -> Result<(), zbus::Error
     let mut locks = match session {
         Ok(path) => {
             let s = zbus::Proxy::new(&conn, LOGIND, path, "org.freedesktop.login1.Session").await?;
+            let locks = s.receive_signal("Lock").await?;
+            // Said once the subscription stands: from now on no Lock is missed.
             tracing::info!(session = %s.path(), "watching the login session for locks and sleep");
-            Some(s.receive_signal("Lock").await?)
+            Some(locks)
         }
         Err(e) => {
             tracing::info!(error = %e, "no login session found; watching for sleep only");

@@ -312,6 +312,10 @@ fn confirm_asks_before_each_use_and_never_holds_up_other_clients() {
     let out = env.signet(&["sign", "c", "GET", "x"]);
     assert!(out.fails(5).contains("was not confirmed"), "{out:#?}");
     assert!(out.stderr.contains("signet: "), "{out:#?}");
+    // Token management through the token is a use too.
+    let out = env.signet(&["maas", "whoami", "c"]);
+    assert!(out.fails(5).contains("was not confirmed"), "{out:#?}");
+    assert!(askpass.asked().contains("Request: (token management) http://maas.example/MAAS/"));
     // A token without --confirm never asks.
     let calls = askpass.calls();
     env.signet(&["sign", "p", "GET", "x"]).ok();

@@ -58,7 +58,8 @@ impl Held {
 }
 
 /// Takes the stored token `name` of `kind` for a call to its API: it must
-/// exist, be of that kind and not have expired.
+/// exist, be of that kind and not have expired, and pass the access gate
+/// as any use does (the lock, its lifetime, a confirmation).
 pub async fn hold(agent: &Agent, peer: Peer, name: &str, kind: TokenKind) -> Result<Held, Failure> {
     validate::name(name)?;
     let entry = agent.store.get(peer.uid, name)?;
@@ -68,7 +69,12 @@ pub async fn hold(agent: &Agent, peer: Peer, name: &str, kind: TokenKind) -> Res
             entry.kind
         )));
     }
-    policy::check_not_expired(&entry, now())?;
+    let at = now();
+    policy::check_not_expired(&entry, at)?;
+    let base = url::Url::parse(&entry.url)
+        .map_err(|_| Failure::other(format!("token `{name}` has an unusable URL")))?;
+    let dest = crate::access::Destination { method: "(token management)", url: &base };
+    agent.access.admit_use(peer, &entry, &dest, at).await?;
     let secret = agent.store.secret(&entry).await?;
     let client = agent.http.client(&entry)?;
     Ok(Held { entry, secret, client })
