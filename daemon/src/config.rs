@@ -12,6 +12,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// The longest confirmation wait: under the 120 s the `signet` client
+/// waits for any answer.
+pub const MAX_CONFIRM_TIMEOUT_SECS: u64 = 110;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -106,6 +110,11 @@ impl Config {
         if cfg.max_connections == 0 {
             return invalid("max_connections must be at least 1");
         }
+        // signet gives up on any answer after 120 s: a longer question
+        // would be answered to nobody.
+        if cfg.confirm_timeout_secs > MAX_CONFIRM_TIMEOUT_SECS {
+            return invalid("confirm_timeout_secs must be at most 110");
+        }
         // A zero timeout would make every call of its kind fail at once.
         for (value, what) in [
             (cfg.idle_timeout_secs, "idle_timeout_secs must be at least 1"),
@@ -155,6 +164,7 @@ mod tests {
             "idle_lock_secs = 0",
             "lifetime_secs = 0",
             "confirm_timeout_secs = 0",
+            "confirm_timeout_secs = 111",
             "lock_on_session_events = 1",
             "x",
         ] {
