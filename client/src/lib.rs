@@ -65,7 +65,7 @@ use signet_proto::frame::{
     FrameError, chunk_data, chunk_head, encode_frame, read_frame, read_frame_into, write_frame,
 };
 pub use signet_proto::{
-    AccountInfo, ErrorCode, Failure, ImportOutcome, ResponseHead, Secret, ServerToken,
+    AccountInfo, ErrorCode, Failure, ImportOutcome, LockKind, ResponseHead, Secret, ServerToken,
     SignatureMethod, StatusInfo, TlsOptions, TokenInfo, TokenKind, TokenParams,
 };
 use signet_proto::{
@@ -73,8 +73,8 @@ use signet_proto::{
     Service, SignRequest, agent_version_string,
 };
 pub use types::{
-    HttpRequest, MaasLoginParams, Minted, NewMaasToken, NewToken, NewVmsToken, ProxyOptions,
-    RunningProxy, SignedHeader, TiedProxy,
+    HttpRequest, LocalAccess, MaasLoginParams, Minted, NewMaasToken, NewToken, NewVmsToken,
+    ProxyOptions, RunningProxy, SignedHeader, TiedProxy,
 };
 use zeroize::Zeroizing;
 
@@ -417,6 +417,27 @@ impl Client {
         }
     }
 
+    /// Locks the agent (`signet lock`): it wipes every secret from its
+    /// memory and refuses every use, and every request but list, status
+    /// and unlock, until [`Client::unlock`] with the same passphrase.
+    pub fn lock(&mut self, passphrase: Secret) -> Result<(), ClientError> {
+        match self.call(&Request::Lock { passphrase })? {
+            Response::Ok => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Unlocks the agent (`signet unlock`). `passphrase` is the one given
+    /// to [`Client::lock`]; `None` opens only a lock the agent took itself
+    /// ([`StatusInfo::locked`] says which). A wrong passphrase is answered
+    /// late, later at each try in a row.
+    pub fn unlock(&mut self, passphrase: Option<Secret>) -> Result<(), ClientError> {
+        match self.call(&Request::Unlock { passphrase })? {
+            Response::Ok => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// The header lines that authenticate a `method` request to `url` with
     /// the token `name` (`signet sign`). `url` is absolute, or relative to
     /// the token's base URL; `form` lists the form parameters an OAuth HMAC
@@ -517,6 +538,7 @@ impl Client {
             verify: login.verify,
             tls: login.tls,
             comment: login.comment,
+            access: login.access.into_wire(),
         };
         match self.call(&Request::MaasLogin(Box::new(wire)))? {
             Response::Token(t) => Ok(t),
@@ -572,6 +594,7 @@ impl Client {
             expires: None,
             owner: None,
             show: req.show,
+            access: req.access.into_wire(),
         })
     }
 
@@ -609,6 +632,7 @@ impl Client {
             expires: req.expires,
             owner: req.owner,
             show: req.show,
+            access: req.access.into_wire(),
         })
     }
 

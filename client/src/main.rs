@@ -66,6 +66,13 @@ enum Command {
     Vms(cmd::lifecycle::VmsCmd),
     /// Replace a token's secret with a freshly minted one (maas, api-token).
     Rotate(cmd::lifecycle::RotateArgs),
+    /// Lock the agent: it forgets every secret it holds in memory and
+    /// refuses every use until `signet unlock`. Asks for a passphrase twice
+    /// (no echo; read from stdin, one per line, when it is not a terminal).
+    Lock,
+    /// Unlock the agent with the passphrase given to `signet lock` (none
+    /// when the agent locked itself on idle, a session lock or sleep).
+    Unlock,
     /// Serve a token on a loopback URL with a local key, for tools that want a URL and a key.
     Proxy(cmd::proxy::ProxyArgs),
     /// Run a command with a local proxy per token: NAME[=PREFIX]... -- COMMAND [ARGS].
@@ -161,6 +168,8 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failed> {
         Command::Maas(c) => cmd::lifecycle::maas(socket, c),
         Command::Vms(c) => cmd::lifecycle::vms(socket, c),
         Command::Rotate(a) => cmd::lifecycle::rotate(socket, a),
+        Command::Lock => cmd::access::lock(socket),
+        Command::Unlock => cmd::access::unlock(socket),
         Command::Proxy(a) => cmd::proxy::proxy(socket, a),
         Command::Exec(a) => cmd::proxy::exec(socket, a),
         Command::Completions(a) => print_generated("completion script", |buf| {

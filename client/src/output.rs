@@ -2,7 +2,7 @@
 //! (`--json`, stable snake_case keys, RFC 3339 UTC times).
 
 use serde_json::{Value, json};
-use signet_client::{StatusInfo, TokenInfo};
+use signet_client::{LockKind, StatusInfo, TokenInfo};
 use signet_proto::expiry::format_time;
 
 fn time_or_null(t: Option<i64>) -> Value {
@@ -23,6 +23,9 @@ pub fn token_json(t: &TokenInfo) -> Value {
         "use_count": t.use_count,
         "exportable": t.exportable,
         "comment": t.comment,
+        "removes_at": time_or_null(t.removes_at),
+        "confirm": t.confirm,
+        "confirm_for_secs": t.confirm_for_secs,
     })
 }
 
@@ -55,7 +58,29 @@ pub fn status_json(s: &StatusInfo) -> Value {
         "socket": s.socket,
         "data_dir": s.data_dir,
         "max_tokens_per_owner": s.max_tokens_per_owner,
+        "locked": s.locked.is_some(),
+        "lock": s.locked.map(lock_word),
+        "idle_lock_secs": s.idle_lock_secs,
     })
+}
+
+fn lock_word(k: LockKind) -> &'static str {
+    match k {
+        LockKind::Passphrase => "passphrase",
+        LockKind::Auto => "auto",
+    }
+}
+
+/// What the agent does with the token on its own: remove it at the end of
+/// its lifetime, ask before each use.
+fn access_cell(t: &TokenInfo) -> String {
+    let removes = t.removes_at.map(|r| format!("removed {}", format_time(r)));
+    let confirm = t.confirm.then(|| match t.confirm_for_secs {
+        Some(s) => format!("confirm (remembered {s} s)"),
+        None => "confirm".to_string(),
+    });
+    let parts: Vec<String> = removes.into_iter().chain(confirm).collect();
+    if parts.is_empty() { "-".into() } else { parts.join(", ") }
 }
 
 fn expires_cell(t: &TokenInfo) -> String {
@@ -73,8 +98,8 @@ fn printable(s: &str) -> String {
 }
 
 pub fn token_table(tokens: &[TokenInfo]) -> String {
-    let header = ["NAME", "KIND", "URL", "EXPIRES", "LAST USED"];
-    let rows: Vec<[String; 5]> = tokens
+    let header = ["NAME", "KIND", "URL", "EXPIRES", "LAST USED", "LOCAL"];
+    let rows: Vec<[String; 6]> = tokens
         .iter()
         .map(|t| {
             [
@@ -83,6 +108,7 @@ pub fn token_table(tokens: &[TokenInfo]) -> String {
                 printable(&t.url),
                 expires_cell(t),
                 t.last_used.map_or_else(|| "never".into(), format_time),
+                access_cell(t),
             ]
         })
         .collect();
@@ -124,6 +150,15 @@ pub fn token_details(t: &TokenInfo) -> String {
         ("last used", t.last_used.map_or_else(|| "never".into(), format_time)),
         ("use count", t.use_count.to_string()),
         ("exportable", if t.exportable { "yes" } else { "no" }.into()),
+        ("removed at", t.removes_at.map_or_else(|| "never (no lifetime)".into(), format_time)),
+        (
+            "confirm",
+            match (t.confirm, t.confirm_for_secs) {
+                (false, _) => "no".into(),
+                (true, None) => "yes, each use".into(),
+                (true, Some(s)) => format!("yes, a yes remembered {s} s per program"),
+            },
+        ),
     ];
     let mut opt = |k: &'static str, v: &Option<String>| {
         if let Some(v) = v {
@@ -149,8 +184,15 @@ pub fn token_details(t: &TokenInfo) -> String {
 }
 
 pub fn status_text(s: &StatusInfo) -> String {
+    let locked = match s.locked {
+        None => "no".to_string(),
+        Some(LockKind::Passphrase) => "yes (`signet unlock` with the passphrase)".into(),
+        Some(LockKind::Auto) => "yes, by the agent itself (`signet unlock`)".into(),
+    };
+    let idle =
+        s.idle_lock_secs.map_or_else(|| "never".to_string(), |n| format!("after {n} s idle"));
     format!(
-        "agent pid:   {}\nversion:     {} (protocol {})\nstore:       {}\ntokens:      {}{}\nuptime:      {} s\nsocket:      {}\ndata dir:    {}\n",
+        "locked:      {locked}\nidle lock:   {idle}\nagent pid:   {}\nversion:     {} (protocol {})\nstore:       {}\ntokens:      {}{}\nuptime:      {} s\nsocket:      {}\ndata dir:    {}\n",
         s.pid,
         s.version,
         s.protocol,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use std::path::PathBuf;
 
 use signet_proto::expiry::Expiry;
-use signet_proto::{AddToken, ProxyInfo, ProxyStart};
+use signet_proto::{AddToken, ProxyInfo, ProxyStart, TokenAccess};
 
 use crate::{Secret, TlsOptions, TokenInfo, TokenKind, TokenParams};
 
@@ -34,6 +34,34 @@ pub struct NewToken {
     /// The secret, in the shape its kind takes (for `maas`:
     /// `consumer_key:token_key:token_secret`).
     pub secret: Secret,
+    /// How long the agent keeps it, and whether each use asks first.
+    pub access: LocalAccess,
+}
+
+/// How the agent guards a token on this machine, whatever the server
+/// thinks of it: how long it keeps the token, and whether each use asks
+/// the user first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LocalAccess {
+    /// The agent removes the token (index and keyring) this long after it
+    /// was added; `None`: the agent's default lifetime, if it has one.
+    /// Whole seconds, rounded up.
+    pub lifetime: Option<Duration>,
+    /// Each use asks the user first, through the agent's askpass program.
+    pub confirm: bool,
+    /// After a yes, the same program is not asked again for this long
+    /// (implies `confirm`). Whole seconds, rounded up.
+    pub confirm_for: Option<Duration>,
+}
+
+impl LocalAccess {
+    pub(crate) fn into_wire(self) -> TokenAccess {
+        TokenAccess {
+            lifetime_secs: self.lifetime.map(crate::whole_seconds),
+            confirm: self.confirm,
+            confirm_for_secs: self.confirm_for.map(crate::whole_seconds),
+        }
+    }
 }
 
 impl NewToken {
@@ -54,6 +82,7 @@ impl NewToken {
             comment: None,
             params: TokenParams::default(),
             secret,
+            access: LocalAccess::default(),
         }
     }
 
@@ -67,6 +96,7 @@ impl NewToken {
             comment: self.comment,
             params: self.params,
             secret: self.secret,
+            access: self.access.into_wire(),
         }
     }
 }
@@ -140,6 +170,8 @@ pub struct MaasLoginParams {
     pub tls: TlsOptions,
     /// Free text shown by `list` and `show`.
     pub comment: Option<String>,
+    /// How long the agent keeps it, and whether each use asks first.
+    pub access: LocalAccess,
 }
 
 impl MaasLoginParams {
@@ -154,6 +186,7 @@ impl MaasLoginParams {
             verify: true,
             tls: TlsOptions::default(),
             comment: None,
+            access: LocalAccess::default(),
         }
     }
 }
@@ -170,13 +203,21 @@ pub struct NewMaasToken {
     pub token_name: Option<String>,
     /// Return the new secret in [`Minted::shown`], once.
     pub show: bool,
+    /// How long the agent keeps the new token, and whether each use asks.
+    pub access: LocalAccess,
 }
 
 impl NewMaasToken {
     /// Mints through `name` and stores as `new_name`; no server-side name,
     /// the secret not shown.
     pub fn new(name: impl Into<String>, new_name: impl Into<String>) -> NewMaasToken {
-        NewMaasToken { name: name.into(), new_name: new_name.into(), token_name: None, show: false }
+        NewMaasToken {
+            name: name.into(),
+            new_name: new_name.into(),
+            token_name: None,
+            show: false,
+            access: LocalAccess::default(),
+        }
     }
 }
 
@@ -198,6 +239,8 @@ pub struct NewVmsToken {
     pub owner: Option<String>,
     /// Return the new secret in [`Minted::shown`], once.
     pub show: bool,
+    /// How long the agent keeps the new token, and whether each use asks.
+    pub access: LocalAccess,
 }
 
 impl NewVmsToken {
@@ -211,6 +254,7 @@ impl NewVmsToken {
             expires: None,
             owner: None,
             show: false,
+            access: LocalAccess::default(),
         }
     }
 }

@@ -9,6 +9,10 @@ use std::time::Instant;
 
 use signet_proto::TokenInfo;
 
+use signet_proto::{Failure, Secret};
+
+pub use crate::access::Peer;
+use crate::access::{self, Access};
 use crate::config::Config;
 use crate::entry::Entry;
 use crate::http::Http;
@@ -24,13 +28,7 @@ pub struct Agent {
     pub http: Http,
     /// The local proxies it serves (`signet proxy`, `signet exec`).
     pub proxies: Proxies,
-}
-
-/// Who is asking: from SO_PEERCRED on the connection.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer {
-    pub uid: u32,
-    pub pid: i32,
+    pub access: Access,
 }
 
 /// The agent's clock: Unix seconds, UTC.
@@ -51,5 +49,31 @@ impl Agent {
     /// What a client is told about `e`, now.
     pub fn info(&self, e: &Entry) -> TokenInfo {
         e.info(now(), owner_name(e.owner_uid))
+    }
+
+    /// Locks the agent: every use refused, every secret out of memory
+    /// (the store's cache wiped and sealed, the HTTP clients dropped) until
+    /// unlocked. `passphrase`: `signet lock`'s; `None`: the agent locks
+    /// itself (idle, session locked, sleep).
+    pub async fn lock(&self, passphrase: Option<Secret>) -> Result<(), Failure> {
+        let hash = match passphrase {
+            Some(p) => Some(
+                tokio::task::spawn_blocking(move || access::hash_passphrase(&p)).await.map_err(
+                    |_| Failure::other("internal error: hashing the passphrase failed"),
+                )??,
+            ),
+            None => None,
+        };
+        self.access.set_locked(hash)?;
+        self.store.seal();
+        self.http.forget_all();
+        Ok(())
+    }
+
+    /// Unlocks the agent if `passphrase` opens its lock.
+    pub async fn unlock(&self, passphrase: Option<Secret>) -> Result<(), Failure> {
+        self.access.unlock(passphrase).await?;
+        self.store.unseal();
+        Ok(())
     }
 }

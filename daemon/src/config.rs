@@ -12,6 +12,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// The longest confirmation wait: under the 120 s the `signet` client
+/// waits for any answer.
+pub const MAX_CONFIRM_TIMEOUT_SECS: u64 = 110;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -31,6 +35,17 @@ pub struct Config {
     /// waits for its answer or the next piece of its body, is given up on
     /// (exit 7). `signet request --timeout` bounds a whole request instead.
     pub upstream_idle_timeout_secs: u64,
+    /// Lock the agent after this long without a use of any token; `None`:
+    /// never.
+    pub idle_lock_secs: Option<u64>,
+    /// Lock the agent when the login session locks or the machine is about
+    /// to sleep, where logind tells (the system bus).
+    pub lock_on_session_events: bool,
+    /// A token added without `--lifetime` is removed after this long;
+    /// `None`: kept until removed.
+    pub lifetime_secs: Option<u64>,
+    /// A confirmation not answered within this long is a no.
+    pub confirm_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -43,6 +58,10 @@ impl Default for Config {
             shutdown_grace_secs: 5,
             keyring_timeout_secs: 30,
             upstream_idle_timeout_secs: 120,
+            idle_lock_secs: None,
+            lock_on_session_events: true,
+            lifetime_secs: None,
+            confirm_timeout_secs: 60,
         }
     }
 }
@@ -62,6 +81,12 @@ impl Config {
     }
     pub fn upstream_idle_timeout(&self) -> Duration {
         Duration::from_secs(self.upstream_idle_timeout_secs)
+    }
+    pub fn confirm_timeout(&self) -> Duration {
+        Duration::from_secs(self.confirm_timeout_secs)
+    }
+    pub fn idle_lock(&self) -> Option<Duration> {
+        self.idle_lock_secs.map(Duration::from_secs)
     }
 
     /// The default location of the config file.
@@ -85,12 +110,20 @@ impl Config {
         if cfg.max_connections == 0 {
             return invalid("max_connections must be at least 1");
         }
+        // signet gives up on any answer after 120 s: a longer question
+        // would be answered to nobody.
+        if cfg.confirm_timeout_secs > MAX_CONFIRM_TIMEOUT_SECS {
+            return invalid("confirm_timeout_secs must be at most 110");
+        }
         // A zero timeout would make every call of its kind fail at once.
         for (value, what) in [
             (cfg.idle_timeout_secs, "idle_timeout_secs must be at least 1"),
             (cfg.frame_timeout_secs, "frame_timeout_secs must be at least 1"),
             (cfg.keyring_timeout_secs, "keyring_timeout_secs must be at least 1"),
             (cfg.upstream_idle_timeout_secs, "upstream_idle_timeout_secs must be at least 1"),
+            (cfg.confirm_timeout_secs, "confirm_timeout_secs must be at least 1"),
+            (cfg.idle_lock_secs.unwrap_or(1), "idle_lock_secs must be at least 1"),
+            (cfg.lifetime_secs.unwrap_or(1), "lifetime_secs must be at least 1"),
         ] {
             if value == 0 {
                 return invalid(what);
@@ -128,6 +161,11 @@ mod tests {
             "frame_timeout_secs = 0",
             "idle_timeout_secs = 0",
             "upstream_idle_timeout_secs = 0",
+            "idle_lock_secs = 0",
+            "lifetime_secs = 0",
+            "confirm_timeout_secs = 0",
+            "confirm_timeout_secs = 111",
+            "lock_on_session_events = 1",
             "x",
         ] {
             std::fs::write(&p, bad).unwrap();

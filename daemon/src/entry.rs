@@ -39,6 +39,16 @@ pub struct Entry {
     pub exportable: bool,
     pub comment: Option<String>,
     pub params: TokenParams,
+    /// When the agent removes the token (its lifetime ends), Unix seconds.
+    /// Absent from indexes written before lifetimes existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removes_at: Option<i64>,
+    /// Each use asks the user first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub confirm: bool,
+    /// Seconds a yes is remembered for the program that got it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm_for: Option<u64>,
 }
 
 impl Entry {
@@ -66,6 +76,9 @@ impl Entry {
             exportable: false,
             comment: None,
             params,
+            removes_at: None,
+            confirm: false,
+            confirm_for: None,
         }
     }
 
@@ -92,6 +105,9 @@ impl Entry {
             exportable: self.exportable,
             comment: self.comment.clone(),
             params: self.params.clone(),
+            removes_at: self.removes_at,
+            confirm: self.confirm,
+            confirm_for_secs: self.confirm_for,
         }
     }
 }

@@ -3,14 +3,15 @@
 //! the name, the owner, expiry, scope, method and headers are checked
 //! here, in this order, and only then is the secret fetched.
 //!
-//! Any further rule on the use of a token (locking, confirmation on use,
-//! an audit record) belongs in [`admit`], so that no path to upstream can
-//! skip it.
+//! Every rule on the use of a token (the lock, its lifetime, confirmation
+//! on use) is applied in [`admit`], so that no path to upstream can skip
+//! it.
 
 use std::sync::Arc;
 
 use signet_proto::{Failure, Secret};
 
+use crate::access::Destination;
 use crate::agent::{Agent, Peer, now};
 use crate::entry::Entry;
 use crate::{policy, sign, validate};
@@ -52,14 +53,19 @@ pub async fn admit(agent: &Agent, peer: Peer, u: &Use<'_>) -> Result<Granted, Fa
     validate::name(u.name)?;
     // Ownership: the store answers only with the peer's own tokens.
     let entry = agent.store.get(peer.uid, u.name)?;
-    policy::check_not_expired(&entry, now())?;
+    let at = now();
+    policy::check_not_expired(&entry, at)?;
     let (base, url) = policy::scoped_url(&entry, u.target)?;
     let method = validate::method(u.method)?;
     let method = reqwest::Method::from_bytes(method.as_bytes())
         .map_err(|_| Failure::usage("invalid HTTP method"))?;
     validate::headers(u.headers)?;
-    // Lock and confirm-on-use checks go here, before the secret is read;
-    // the audit record of the use goes here too, once it is granted.
+    // Locked, past its lifetime, or not confirmed: refused before the
+    // secret is read.
+    agent
+        .access
+        .admit_use(peer, &entry, &Destination { method: method.as_str(), url: &url }, at)
+        .await?;
     let sign_form_body = u.form_body && sign::signs_form_body(entry.kind, &entry.params);
     let secret = agent.store.secret(&entry).await?;
     let client = agent.http.client(&entry)?;

@@ -71,6 +71,16 @@ impl Http {
         Ok(c)
     }
 
+    /// Drops every client, and with them their pooled connections and
+    /// TLS state: the agent is being locked.
+    pub fn forget_all(&self) {
+        let dropped = match self.clients.lock() {
+            Ok(mut c) => std::mem::take(&mut *c),
+            Err(_) => return,
+        };
+        drop(dropped);
+    }
+
     /// Drops the client of a removed token.
     pub fn forget(&self, id: &str) {
         if let Ok(mut c) = self.clients.lock() {

@@ -5,9 +5,12 @@
 //! [`conn`] (frames, timeouts, body streams) -> [`cmd`] (one file per
 //! request, one dispatch) -> [`policy`] and [`validate`] (the rules) ->
 //! [`service`], [`sign`] and [`http`] (the work) -> [`store`] (index file +
-//! keyring). [`agent`] and [`entry`] sit at the bottom, used by all. The
+//! keyring). [`agent`] and [`entry`] sit at the bottom, used by all; [`access`]
+//! (lock, lifetimes, confirmation) gates every use, and [`timers`] and
+//! [`logind`] lock the agent and reap tokens on their own. The
 //! binary's `main.rs` parses flags, binds, detaches and runs this.
 
+pub mod access;
 pub mod agent;
 pub mod cmd;
 pub mod config;
@@ -16,6 +19,7 @@ pub mod entry;
 pub mod gate;
 pub mod harden;
 pub mod http;
+pub mod logind;
 pub mod paths;
 pub mod policy;
 pub mod proxies;
@@ -26,4 +30,5 @@ pub mod service;
 pub mod sign;
 pub mod store;
 pub mod systemd;
+pub mod timers;
 pub mod validate;

@@ -24,7 +24,7 @@ use signet_agent::server::BindError;
 use signet_agent::store::Store;
 use signet_agent::store::StoreError;
 use signet_agent::store::keyring::{self, StoreChoice};
-use signet_agent::{harden, paths, server, systemd};
+use signet_agent::{harden, logind, paths, server, systemd, timers};
 
 /// Every freed block is wiped first: see `harden::WipingAllocator`.
 #[global_allocator]
@@ -378,6 +378,25 @@ fn run(args: Args, inherited: systemd::Inherited, csh: bool) -> Result<(), Start
     result
 }
 
+/// Locks the agent on each session event logind sends (where it answers).
+fn watch_session(agent: Arc<Agent>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let watcher = tokio::spawn(async move {
+            if let Err(e) = logind::watch(tx).await {
+                tracing::info!(error = %e, "logind does not answer on the system bus; session locks and sleep will not lock the agent");
+            }
+        });
+        while let Some(event) = rx.recv().await {
+            match agent.lock(None).await {
+                Ok(()) => tracing::info!(%event, "agent locked"),
+                Err(f) => tracing::debug!(%event, error = %f, "not locked again"),
+            }
+        }
+        watcher.abort();
+    })
+}
+
 /// Each connection costs a descriptor, and the usual soft limit (1024) is
 /// below what max_connections may ask: raise it to the hard limit, as
 /// servers do, and say so when even that is short.
@@ -454,6 +473,7 @@ fn serve(
         let listener = tokio::net::UnixListener::from_std(std_listener).map_err(listen)?;
         let agent = Arc::new(Agent {
             http: signet_agent::http::Http::new(config.upstream_idle_timeout()),
+            access: signet_agent::access::Access::new(&config),
             store,
             config,
             started,
@@ -461,6 +481,12 @@ fn serve(
             proxies: signet_agent::proxies::Proxies::default(),
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let reaper = tokio::spawn(timers::reaper(agent.clone(), stop_rx.clone()));
+        let idle = agent
+            .config
+            .idle_lock()
+            .map(|limit| tokio::spawn(timers::idle_lock(agent.clone(), limit, stop_rx.clone())));
+        let session = agent.config.lock_on_session_events.then(|| watch_session(agent.clone()));
 
         // SIGTERM is the one shutdown path: its handler is in place before
         // anyone is told the agent is ready, so a stop that follows at once
@@ -513,6 +539,13 @@ fn serve(
         // No proxy outlives the agent, nor its socket or certificate file.
         agent.proxies.stop_all();
         signals.abort();
+        reaper.abort();
+        if let Some(t) = idle {
+            t.abort();
+        }
+        if let Some(t) = session {
+            t.abort();
+        }
         let _ = flusher.await;
         if let Err(e) = agent.store.flush_usage().await {
             tracing::warn!(error = %e, "cannot record token use");

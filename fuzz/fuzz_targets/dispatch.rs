@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
+use signet_agent::access::Access;
 use signet_agent::agent::{Agent, Peer};
 use signet_agent::config::Config;
 use signet_agent::conn::Conn;
@@ -35,6 +36,8 @@ fn world() -> &'static World {
         let (store, _, _) =
             Store::open(&data, StoreChoice::Memory, config.keyring_timeout()).expect("store");
         let agent = Agent {
+            // No askpass: a confirmed token's use is refused at once.
+            access: Access::with_askpass(&config, None),
             store,
             config,
             started: Instant::now(),

@@ -18,18 +18,18 @@ pub mod secret;
 pub mod token;
 
 pub use msg::{
-    AccountInfo, AddToken, Chunk, ErrorCode, Failure, ImportOutcome, LifecycleOp, MAX_CHUNK,
-    MaasLogin, PerformRequest, ProxyInfo, ProxyStart, Request, Response, ResponseHead, ServerToken,
-    Service, SignRequest, StatusInfo, agent_version_string,
+    AccountInfo, AddToken, Chunk, ErrorCode, Failure, ImportOutcome, LifecycleOp, LockKind,
+    MAX_CHUNK, MaasLogin, PerformRequest, ProxyInfo, ProxyStart, Request, Response, ResponseHead,
+    ServerToken, Service, SignRequest, StatusInfo, agent_version_string,
 };
 pub use secret::Secret;
-pub use token::{SignatureMethod, TlsOptions, TokenInfo, TokenKind, TokenParams};
+pub use token::{SignatureMethod, TlsOptions, TokenAccess, TokenInfo, TokenKind, TokenParams};
 
 /// Bumped on any change to the encoding of an existing message. Appending a
 /// new variant at the end of [`Request`] or [`Response`] does not need a bump:
 /// an older peer answers it with an "unknown request" error instead of
 /// misreading it.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The largest frame either side sends or accepts, length prefix excluded.
 /// Bodies larger than this travel as a sequence of chunk frames.

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::expiry::Expiry;
 use crate::secret::Secret;
-use crate::token::{TokenInfo, TokenKind, TokenParams};
+use crate::token::{TokenAccess, TokenInfo, TokenKind, TokenParams};
 
 /// `signet add`: everything about a new token, its secret included.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,6 +27,7 @@ pub struct AddToken {
     pub comment: Option<String>,
     pub params: TokenParams,
     pub secret: Secret,
+    pub access: TokenAccess,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,6 +80,16 @@ pub enum Request {
     /// `signet proxy --list`: the caller's running proxies, without their
     /// local credentials; answered with `Proxies`.
     ProxyList,
+    /// `signet lock`: wipe every secret from the agent's memory and refuse
+    /// every use until `Unlock` with the same passphrase. Answered `Ok`.
+    Lock {
+        passphrase: Secret,
+    },
+    /// `signet unlock`. `passphrase` is `None` only for an agent that
+    /// locked itself (idle, session lock, sleep): such a lock has none.
+    Unlock {
+        passphrase: Option<Secret>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -168,6 +179,7 @@ pub struct MaasLogin {
     pub verify: bool,
     pub tls: crate::token::TlsOptions,
     pub comment: Option<String>,
+    pub access: TokenAccess,
 }
 
 /// Which API a lifecycle operation speaks.
@@ -198,6 +210,8 @@ pub enum LifecycleOp {
         /// VMS: mint for another user.
         owner: Option<String>,
         show: bool,
+        /// How the agent guards the new token locally.
+        access: TokenAccess,
     },
     /// MAAS: delete by token key; VMS: revoke by id.
     DeleteToken {
@@ -341,6 +355,20 @@ pub struct StatusInfo {
     pub socket: String,
     pub data_dir: String,
     pub max_tokens_per_owner: Option<u32>,
+    /// What locks the agent now, if it is locked.
+    pub locked: Option<LockKind>,
+    /// `idle_lock_secs` of the agent's config.
+    pub idle_lock_secs: Option<u64>,
+}
+
+/// Why the agent is locked, which says how it is unlocked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LockKind {
+    /// `signet lock`: `signet unlock` needs the same passphrase.
+    Passphrase,
+    /// The agent locked itself (idle, session locked, sleep): `signet
+    /// unlock` needs no passphrase, only the user's presence.
+    Auto,
 }
 
 /// The class of a failure; each maps to one exit code of `signet` (the
@@ -448,6 +476,7 @@ mod tests {
             comment: None,
             params: TokenParams::default(),
             secret: Secret::from_str_value("ck:tk:VerySecret"),
+            access: TokenAccess::default(),
         };
         let dbg = format!("{:?}", Request::Add(Box::new(add.clone())));
         assert!(!dbg.contains("VerySecret"), "{dbg}");
@@ -465,6 +494,15 @@ mod tests {
         assert_eq!(bytes, [0, 1, 1, b'x']);
         let bytes = codec::encode(&Response::Hello { version: 1, software: "x".into() }).unwrap();
         assert_eq!(bytes, [0, 1, 1, b'x']);
+    }
+
+    #[test]
+    fn lock_and_unlock_encode_as_docs_protocol_md_shows() {
+        let lock = Request::Lock { passphrase: Secret::from_str_value("pass") };
+        assert_eq!(codec::encode(&lock).unwrap(), [0x10, 4, b'p', b'a', b's', b's']);
+        let unlock = Request::Unlock { passphrase: Some(Secret::from_str_value("pass")) };
+        assert_eq!(codec::encode(&unlock).unwrap(), [0x11, 1, 4, b'p', b'a', b's', b's']);
+        assert!(!format!("{lock:?}{unlock:?}").contains("pass\""), "Debug shows the passphrase");
     }
 
     #[test]

@@ -142,6 +142,21 @@ pub struct TokenParams {
     pub tls: TlsOptions,
 }
 
+/// How the agent guards a token locally, set when it is added: how long
+/// the agent keeps it, and whether each use asks the user first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenAccess {
+    /// Seconds after which the agent removes the token (index and
+    /// keyring); `None`: the agent's default (`lifetime_secs` in its
+    /// config), if any. Unlike an expiry, nothing on the server changes.
+    pub lifetime_secs: Option<u64>,
+    /// Ask the user (through the agent's askpass program) before each use.
+    pub confirm: bool,
+    /// After a yes, do not ask the same program again for this many
+    /// seconds. Implies `confirm`.
+    pub confirm_for_secs: Option<u64>,
+}
+
 /// What the agent tells a client about a token: metadata, never the secret.
 /// Times are Unix seconds, UTC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +176,12 @@ pub struct TokenInfo {
     pub exportable: bool,
     pub comment: Option<String>,
     pub params: TokenParams,
+    /// When the agent removes the token (its lifetime ends), Unix seconds.
+    pub removes_at: Option<i64>,
+    /// Each use asks the user first.
+    pub confirm: bool,
+    /// How long a yes is remembered for the program that got it.
+    pub confirm_for_secs: Option<u64>,
 }
 
 /// Why a token name is refused.

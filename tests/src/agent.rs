@@ -57,6 +57,8 @@ pub struct TestEnv {
     pub agent: Option<AgentProc>,
     /// Extra arguments for the agent (e.g. `--config`).
     pub agent_args: Vec<String>,
+    /// Extra environment for the agent only (e.g. `SIGNET_ASKPASS`).
+    pub agent_env: Vec<(String, String)>,
     starts: u32,
 }
 
@@ -83,8 +85,15 @@ impl TestEnv {
                 None
             }
         };
-        let env =
-            TestEnv { root, backend, session, agent: None, agent_args: Vec::new(), starts: 0 };
+        let env = TestEnv {
+            root,
+            backend,
+            session,
+            agent: None,
+            agent_args: Vec::new(),
+            agent_env: Vec::new(),
+            starts: 0,
+        };
         for d in [env.home(), env.runtime_dir(), env.config_dir()] {
             std::fs::create_dir_all(&d).expect("mkdir");
             use std::os::unix::fs::PermissionsExt;
@@ -133,6 +142,12 @@ impl TestEnv {
             ("XDG_CONFIG_HOME".into(), self.config_dir().display().to_string()),
             // Debug logs help a failing test; a benchmark sets its own level.
             ("SIGNET_LOG".into(), std::env::var("SIGNET_LOG").unwrap_or_else(|_| "debug".into())),
+            // No system bus: a machine's own logind must not lock a test's
+            // agent. The logind test points this at its own bus.
+            (
+                "DBUS_SYSTEM_BUS_ADDRESS".into(),
+                format!("unix:path={}", self.root.path().join("no-system-bus").display()),
+            ),
         ];
         if let Some(s) = &self.session {
             v.extend(s.env().into_iter().filter(|(k, _)| k == "DBUS_SESSION_BUS_ADDRESS"));
@@ -151,6 +166,7 @@ impl TestEnv {
     pub fn agent_command(&self) -> Command {
         let mut c = self.command("signet-agent");
         c.arg("--store").arg(self.backend.flag()).args(&self.agent_args);
+        c.envs(self.agent_env.iter().map(|(k, v)| (k, v)));
         c
     }
 

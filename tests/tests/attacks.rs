@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use signet_tests::{Backend, Out, TestEnv, eventually, run, wait_timeout};
+use signet_tests::{Backend, Out, TestEnv, copies_in_memory, eventually, run, wait_timeout};
 
 /// Runs an agent command that must stop by itself (a refused start-up);
 /// one that keeps running is killed and fails the test instead of hanging
@@ -493,30 +493,6 @@ fn root_is_refused_by_another_users_agent() {
         }
         other => panic!("root was served: {other:?}"),
     }
-}
-
-/// How many times `needle` occurs in the readable memory of process `pid`
-/// (root only: the agent is not dumpable). Unreadable ranges are skipped.
-fn copies_in_memory(pid: i32, needle: &[u8]) -> usize {
-    use std::os::unix::fs::FileExt;
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
-    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).expect("mem");
-    let mut found = 0;
-    for line in maps.lines() {
-        let mut parts = line.split_whitespace();
-        let (Some(range), Some(perms)) = (parts.next(), parts.next()) else { continue };
-        if !perms.starts_with('r') || line.ends_with("[vvar]") || line.ends_with("[vsyscall]") {
-            continue;
-        }
-        let Some((a, b)) = range.split_once('-') else { continue };
-        let (a, b) = (u64::from_str_radix(a, 16).unwrap(), u64::from_str_radix(b, 16).unwrap());
-        let mut buf = vec![0u8; (b - a) as usize];
-        if mem.read_exact_at(&mut buf, a).is_err() {
-            continue;
-        }
-        found += buf.windows(needle.len()).filter(|w| *w == needle).count();
-    }
-    found
 }
 
 #[test]

@@ -27,6 +27,8 @@ fn add_list_show_rename_rm_with_the_secret_only_in_the_keyring() {
         keys,
         [
             "comment",
+            "confirm",
+            "confirm_for_secs",
             "created",
             "expired",
             "expires",
@@ -35,6 +37,7 @@ fn add_list_show_rename_rm_with_the_secret_only_in_the_keyring() {
             "last_used",
             "name",
             "owner",
+            "removes_at",
             "url",
             "use_count"
         ]

@@ -10,6 +10,7 @@ use signet_client::{
     TlsOptions, TokenKind,
 };
 
+use crate::cmd::access::AccessArgs;
 use crate::{Failed, input, name_ok};
 
 #[derive(Subcommand)]
@@ -64,6 +65,8 @@ pub struct LoginArgs {
     /// A note for yourself, shown by list --json and show.
     #[arg(long, value_name = "TEXT")]
     comment: Option<String>,
+    #[command(flatten)]
+    access: AccessArgs,
 }
 
 #[derive(Args)]
@@ -100,6 +103,8 @@ pub struct MaasCreateArgs {
     /// Print the new token once.
     #[arg(long)]
     show: bool,
+    #[command(flatten)]
+    access: AccessArgs,
 }
 
 #[derive(Args)]
@@ -120,6 +125,8 @@ pub struct VmsCreateArgs {
     /// Print the new token once.
     #[arg(long)]
     show: bool,
+    #[command(flatten)]
+    access: AccessArgs,
 }
 
 #[derive(Args)]
@@ -189,6 +196,7 @@ pub fn maas(socket: Option<&Path>, cmd: MaasCmd) -> Result<(), Failed> {
             name_ok(&a.name)?;
             name_ok(&a.new)?;
             let req = NewMaasToken {
+                access: a.access.parse()?,
                 name: a.name,
                 new_name: a.new,
                 token_name: a.token_name,
@@ -220,6 +228,7 @@ pub fn vms(socket: Option<&Path>, cmd: VmsCmd) -> Result<(), Failed> {
                 signet_proto::expiry::parse_expiry(x).map_err(|e| Failed::usage(e.to_string()))?;
             }
             let req = NewVmsToken {
+                access: a.access.parse()?,
                 name: a.name,
                 new_name: a.new,
                 token_name: a.token_name,
@@ -259,6 +268,7 @@ pub fn rotate(socket: Option<&Path>, a: RotateArgs) -> Result<(), Failed> {
 fn login(socket: Option<&Path>, a: LoginArgs) -> Result<(), Failed> {
     name_ok(&a.name)?;
     let cacert_pem = read_pem(&a.cacert)?;
+    let access = a.access.parse()?;
     let mut client = Client::connect(socket)?;
     let secret = match &a.username {
         // The password: one line, like any secret; never checked for shape.
@@ -278,6 +288,7 @@ fn login(socket: Option<&Path>, a: LoginArgs) -> Result<(), Failed> {
         verify: !a.no_verify,
         tls: TlsOptions { insecure: a.insecure, cacert_pem },
         comment: a.comment,
+        access,
     })?;
     eprintln!("Token added: {} ({}, {})", t.name, t.kind, t.url);
     Ok(())

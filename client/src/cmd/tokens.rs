@@ -7,6 +7,7 @@ use signet_client::{Client, NewToken, SignatureMethod, TlsOptions, TokenKind, To
 use signet_proto::expiry::parse_expiry;
 use signet_proto::token::normalize_base_url;
 
+use crate::cmd::access::AccessArgs;
 use crate::{Failed, input, name_ok, output, report};
 
 #[derive(Args)]
@@ -59,6 +60,8 @@ pub struct AddArgs {
     /// Trust the CA certificates (PEM) in FILE for this token.
     #[arg(long, value_name = "FILE")]
     cacert: Option<PathBuf>,
+    #[command(flatten)]
+    access: AccessArgs,
 }
 
 pub fn add(socket: Option<&Path>, a: AddArgs) -> Result<(), Failed> {
@@ -73,6 +76,7 @@ pub fn add(socket: Option<&Path>, a: AddArgs) -> Result<(), Failed> {
         .transpose()
         .map_err(|e| Failed::usage(e.to_string()))?;
     let cacert_pem = a.cacert.as_deref().map(input::read_cacert).transpose()?;
+    let access = a.access.parse()?;
     let mut client = Client::connect(socket)?;
     let secret = input::read_secret(a.kind, &a.name)?;
     signet_proto::secret::validate(a.kind, &secret).map_err(|e| Failed::usage(e.to_string()))?;
@@ -93,6 +97,7 @@ pub fn add(socket: Option<&Path>, a: AddArgs) -> Result<(), Failed> {
             tls: TlsOptions { insecure: a.insecure, cacert_pem },
         },
         secret,
+        access,
     })?;
     eprintln!("Token added: {} ({}, {})", added.name, added.kind, added.url);
     Ok(())

@@ -9,12 +9,16 @@
 //! streams; every other command answers with one frame, sent here. Every
 //! failure leaves as a [`Failure`] whose code the client turns into an exit
 //! status; none carries a secret.
+//!
+//! While the agent is locked, only `List`, `Status`, `Lock` and `Unlock`
+//! are served; everything else is refused here, before its command runs.
 
 mod add;
 mod create_token;
 mod delete_token;
 mod list;
 mod list_tokens;
+mod lock;
 mod maas_import;
 mod maas_login;
 mod perform;
@@ -26,6 +30,7 @@ mod rotate;
 mod show;
 mod sign;
 mod status;
+mod unlock;
 mod whoami;
 
 use signet_proto::{ErrorCode, Failure, LifecycleOp, Request, Response};
@@ -44,6 +49,10 @@ pub async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
     req: Request,
     conn: &mut Conn<S>,
 ) -> Result<(), Closed> {
+    if agent.access.is_locked() && !served_while_locked(&req) {
+        // A refused Perform is answered before Proceed: no body follows.
+        return conn.send(&Response::Failure(crate::access::locked())).await;
+    }
     let result = match req {
         Request::Hello { .. } => Err(Failure::new(
             ErrorCode::Protocol,
@@ -74,8 +83,9 @@ pub async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
             expires,
             owner,
             show,
+            access,
         }) => {
-            let req = MintRequest { token_name, expires, owner };
+            let req = MintRequest { token_name, expires, owner, access };
             create_token::apply(agent, peer, service, &name, &new_name, req, show).await
         }
         Request::Lifecycle(LifecycleOp::DeleteToken { service, name, token, force }) => {
@@ -91,6 +101,24 @@ pub async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
         Request::ProxyStart(p) => return proxy::start(agent, peer, p, conn).await,
         Request::ProxyStop { name } => proxy::stop(agent, peer, &name),
         Request::ProxyList => Ok(proxy::list(agent, peer)),
+        Request::Lock { passphrase } => lock::apply(agent, peer, passphrase).await,
+        Request::Unlock { passphrase } => unlock::apply(agent, peer, passphrase).await,
     };
     conn.send(&result.unwrap_or_else(Response::Failure)).await
+}
+
+/// What a locked agent still answers: what shows the tokens (never a
+/// secret), the status, and the lock itself. Body frames reach here only
+/// out of place, and get their own error.
+fn served_while_locked(req: &Request) -> bool {
+    matches!(
+        req,
+        Request::List
+            | Request::Status
+            | Request::Lock { .. }
+            | Request::Unlock { .. }
+            | Request::Hello { .. }
+            | Request::BodyChunk(_)
+            | Request::BodyEnd
+    )
 }

@@ -8,6 +8,7 @@
 
 use signet_proto::{Failure, Response, Secret, SignRequest};
 
+use crate::access::Destination;
 use crate::agent::{Agent, Peer, now};
 use crate::sign::{self, SignInput};
 use crate::{policy, validate};
@@ -20,6 +21,7 @@ pub async fn apply(agent: &Agent, peer: Peer, r: SignRequest) -> Result<Response
     let (_, url) = policy::scoped_url(&e, &r.url)?;
     let method = validate::method(&r.method)?;
     policy::check_export(&e, sign::reveals_secret(e.kind, &e.params))?;
+    agent.access.admit_use(peer, &e, &Destination { method: &method, url: &url }, now).await?;
     let secret = agent.store.secret(&e).await?;
     let lines = sign::now(&e, &secret, &SignInput { method: &method, url: &url, form: &r.form })?;
     agent.store.record_use(&e.id, now);

@@ -18,5 +18,7 @@ pub fn apply(agent: &Agent, peer: Peer) -> Result<Response, Failure> {
         socket: agent.socket.display().to_string(),
         data_dir: agent.store.data_dir().display().to_string(),
         max_tokens_per_owner: agent.config.max_tokens_per_owner,
+        locked: agent.access.lock_kind(),
+        idle_lock_secs: agent.config.idle_lock_secs,
     }))
 }

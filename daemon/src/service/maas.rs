@@ -100,13 +100,18 @@ pub async fn login(agent: &Agent, peer: Peer, l: MaasLogin) -> Result<Response, 
     // The same checks as `signet add`, which also fill in the key's parts.
     let (url, params) =
         validate::new_token(TokenKind::Maas, api.as_str(), &key, &params, l.comment.as_deref())?;
-    let mut e = Entry::draft(&l.name, TokenKind::Maas, url, peer.uid, now(), params);
+    let created = now();
+    let mut e = Entry::draft(&l.name, TokenKind::Maas, url, peer.uid, created, params);
     e.comment = l.comment.clone();
+    crate::access::apply_settings(&mut e, &l.access, &agent.config, created)?;
     if l.verify || l.username.is_some() {
         let probe = Held { entry: e.clone(), secret: std::sync::Arc::new(key.clone()), client };
         whoami(agent, &probe).await?;
     }
     let added = agent.store.add(e, key, agent.config.max_tokens_per_owner).await?;
+    if added.removes_at.is_some() {
+        agent.access.reap.notify_one();
+    }
     tracing::info!(token = %added.name, "MAAS login stored");
     Ok(Response::Token(agent.info(&added)))
 }

@@ -191,10 +191,17 @@ pub async fn import(
                 continue;
             }
         };
-        let mut entry = Entry::draft(&prof.name, TokenKind::Maas, url, peer.uid, now(), params);
+        let created = now();
+        let mut entry = Entry::draft(&prof.name, TokenKind::Maas, url, peer.uid, created, params);
         entry.comment = Some("imported from the MAAS CLI".into());
+        // The agent's default lifetime, if it has one, as for any token added.
+        let defaults = signet_proto::TokenAccess::default();
+        crate::access::apply_settings(&mut entry, &defaults, &agent.config, created)?;
         match agent.store.add(entry, key, agent.config.max_tokens_per_owner).await {
-            Ok(_) => {
+            Ok(added) => {
+                if added.removes_at.is_some() {
+                    agent.access.reap.notify_one();
+                }
                 outcome.imported = true;
                 outcome.note = "imported".into();
                 imported.push(prof.name.clone());

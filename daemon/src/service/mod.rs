@@ -58,7 +58,8 @@ impl Held {
 }
 
 /// Takes the stored token `name` of `kind` for a call to its API: it must
-/// exist, be of that kind and not have expired.
+/// exist, be of that kind and not have expired, and pass the access gate
+/// as any use does (the lock, its lifetime, a confirmation).
 pub async fn hold(agent: &Agent, peer: Peer, name: &str, kind: TokenKind) -> Result<Held, Failure> {
     validate::name(name)?;
     let entry = agent.store.get(peer.uid, name)?;
@@ -68,7 +69,12 @@ pub async fn hold(agent: &Agent, peer: Peer, name: &str, kind: TokenKind) -> Res
             entry.kind
         )));
     }
-    policy::check_not_expired(&entry, now())?;
+    let at = now();
+    policy::check_not_expired(&entry, at)?;
+    let base = url::Url::parse(&entry.url)
+        .map_err(|_| Failure::other(format!("token `{name}` has an unusable URL")))?;
+    let dest = crate::access::Destination { method: "(token management)", url: &base };
+    agent.access.admit_use(peer, &entry, &dest, at).await?;
     let secret = agent.store.secret(&entry).await?;
     let client = agent.http.client(&entry)?;
     Ok(Held { entry, secret, client })
@@ -83,6 +89,8 @@ pub struct MintRequest {
     pub expires: Option<String>,
     /// Mint for another user: VMS only.
     pub owner: Option<String>,
+    /// How the agent guards the new token locally.
+    pub access: signet_proto::TokenAccess,
 }
 
 /// A token the server has just minted.
@@ -200,6 +208,7 @@ pub async fn create<A: TokenApi>(
 ) -> Result<Response, Failure> {
     validate::name(new_name)?;
     api.check_mint(&req)?;
+    let access = req.access;
     let created = now();
     let local_expiry = match &req.expires {
         Some(x) => Some(
@@ -220,9 +229,15 @@ pub async fn create<A: TokenApi>(
     let m = api.mint(agent, &h, req).await?;
     let mut e = Entry::draft(new_name, A::KIND, h.entry.url.clone(), peer.uid, created, m.params);
     e.expires = local_expiry;
+    crate::access::apply_settings(&mut e, &access, &agent.config, created)?;
     let shown = show.then(|| m.secret.clone());
     match agent.store.add(e, m.secret, agent.config.max_tokens_per_owner).await {
-        Ok(added) => Ok(Response::Minted { token: agent.info(&added), shown, notes: Vec::new() }),
+        Ok(added) => {
+            if added.removes_at.is_some() {
+                agent.access.reap.notify_one();
+            }
+            Ok(Response::Minted { token: agent.info(&added), shown, notes: Vec::new() })
+        }
         Err(err) => {
             let undo = api.revoke(agent, &h, &m.remote_id).await;
             let mut f: Failure = err.into();
@@ -288,7 +303,13 @@ pub async fn rotate<A: TokenApi>(
     } else {
         None
     };
-    let m = api.mint(agent, &h, MintRequest { token_name, expires, owner: None }).await?;
+    let m = api
+        .mint(
+            agent,
+            &h,
+            MintRequest { token_name, expires, owner: None, access: Default::default() },
+        )
+        .await?;
     let fresh = h.with(m.secret.clone(), m.params.clone());
     if let Err(f) = api.verify(agent, &fresh, &m.remote_id).await {
         let _ = api.revoke(agent, &h, &m.remote_id).await;

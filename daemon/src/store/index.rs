@@ -152,6 +152,9 @@ mod tests {
             exportable: false,
             comment: None,
             params: TokenParams::default(),
+            removes_at: None,
+            confirm: false,
+            confirm_for: None,
         }
     }
 

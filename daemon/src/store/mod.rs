@@ -8,7 +8,9 @@
 //! wait for the keyring.
 //!
 //! Secrets read from the keyring are cached in memory (a keyring read costs
-//! about 40 times a socket round trip) and wiped on removal and at exit.
+//! about 40 times a socket round trip) and wiped on removal, at exit and
+//! when the agent locks. A locked agent's store is sealed: it reads no
+//! secret from the keyring and caches none until unsealed.
 
 pub mod index;
 pub mod keyring;
@@ -17,6 +19,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use signet_proto::{ErrorCode, Failure, Secret};
@@ -41,6 +44,8 @@ pub enum StoreError {
     Directory(#[from] crate::paths::DirError),
     #[error("{0}")]
     Setup(String),
+    #[error("the agent is locked")]
+    Sealed,
 }
 
 fn lock_poisoned() -> StoreError {
@@ -55,6 +60,9 @@ pub struct Store {
     /// Serialises changes: held across index write, keyring call, index write.
     writer: tokio::sync::Mutex<()>,
     cache: Mutex<HashMap<String, Arc<Secret>>>,
+    /// Set (under the cache's lock) while the agent is locked: no secret
+    /// is read or cached.
+    sealed: AtomicBool,
     /// Uses since the index was last written, by token id: kept apart from
     /// the index so that a use never takes the index's write lock, which
     /// would stall every concurrent reader.
@@ -111,6 +119,9 @@ impl From<StoreError> for Failure {
                     _ => f,
                 }
             }
+            StoreError::Sealed => {
+                Failure::policy(e.to_string()).with_hint("`signet unlock` unlocks it")
+            }
             StoreError::Index(_) | StoreError::Directory(_) | StoreError::Setup(_) => {
                 Failure::new(ErrorCode::Store, e.to_string())
             }
@@ -144,6 +155,7 @@ impl Store {
             index: RwLock::new(index),
             writer: tokio::sync::Mutex::new(()),
             cache: Mutex::new(HashMap::new()),
+            sealed: AtomicBool::new(false),
             usage: Mutex::new(HashMap::new()),
             _lock: lock,
         };
@@ -289,7 +301,8 @@ impl Store {
         }
         entry.state = EntryState::Active;
         self.commit(idx).await?;
-        self.cache.lock().map_err(|_| lock_poisoned())?.insert(entry.id.clone(), secret);
+        // Sealed meanwhile: the token is stored, only not cached.
+        let _ = self.cache_insert(&entry.id, secret);
         Ok(entry)
     }
 
@@ -324,9 +337,27 @@ impl Store {
     /// gone. If the keyring refuses, the token stays as it was.
     pub async fn remove(&self, owner: u32, name: &str) -> Result<Entry, StoreError> {
         let _w = self.writer.lock().await;
-        let mut idx = self.read()?.clone();
+        let idx = self.read()?.clone();
         let entry =
             idx.find(owner, name).cloned().ok_or_else(|| StoreError::NoSuchToken(name.into()))?;
+        self.remove_held(idx, entry).await
+    }
+
+    /// Removes the active token with this id, whatever it is called now.
+    pub async fn remove_id(&self, id: &str) -> Result<Entry, StoreError> {
+        let _w = self.writer.lock().await;
+        let idx = self.read()?.clone();
+        let entry = idx
+            .tokens
+            .iter()
+            .find(|e| e.id == id && e.state == EntryState::Active)
+            .cloned()
+            .ok_or_else(|| StoreError::NoSuchToken(id.into()))?;
+        self.remove_held(idx, entry).await
+    }
+
+    /// The steps of a removal, under the writer lock.
+    async fn remove_held(&self, mut idx: Index, entry: Entry) -> Result<Entry, StoreError> {
         if let Some(t) = idx.by_id_mut(&entry.id) {
             t.state = EntryState::Removing;
         }
@@ -402,11 +433,8 @@ impl Store {
         }
         new.state = EntryState::Active;
         self.commit(idx.clone()).await?;
-        {
-            let mut cache = self.cache.lock().map_err(|_| lock_poisoned())?;
-            cache.remove(&old.id);
-            cache.insert(new.id.clone(), secret);
-        }
+        self.forget(&old.id)?;
+        let _ = self.cache_insert(&new.id, secret);
 
         let id = old.id.clone();
         match self.keyring.call_async(move |b| b.delete(&id)).await {
@@ -421,14 +449,53 @@ impl Store {
     }
 
     /// The secret of `entry`, from memory or, the first time, the keyring.
+    /// Refused while sealed.
     pub async fn secret(&self, entry: &Entry) -> Result<Arc<Secret>, StoreError> {
-        if let Some(s) = self.cache.lock().map_err(|_| lock_poisoned())?.get(&entry.id) {
-            return Ok(s.clone());
+        {
+            let cache = self.cache.lock().map_err(|_| lock_poisoned())?;
+            if self.sealed.load(Ordering::Acquire) {
+                return Err(StoreError::Sealed);
+            }
+            if let Some(s) = cache.get(&entry.id) {
+                return Ok(s.clone());
+            }
         }
         let id = entry.id.clone();
         let s = Arc::new(self.keyring.call_async(move |b| b.get(&id)).await?);
-        self.cache.lock().map_err(|_| lock_poisoned())?.insert(entry.id.clone(), s.clone());
+        self.cache_insert(&entry.id, s.clone())?;
         Ok(s)
+    }
+
+    /// Caches a secret, unless the store was sealed meanwhile: then the
+    /// secret is refused, and wiped as its last holder drops it.
+    fn cache_insert(&self, id: &str, secret: Arc<Secret>) -> Result<(), StoreError> {
+        let mut cache = self.cache.lock().map_err(|_| lock_poisoned())?;
+        if self.sealed.load(Ordering::Acquire) {
+            return Err(StoreError::Sealed);
+        }
+        cache.insert(id.to_string(), secret);
+        Ok(())
+    }
+
+    /// Seals the store: every cached secret dropped (and so wiped), and
+    /// none read or cached again until [`Store::unseal`].
+    pub fn seal(&self) {
+        let dropped = {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            self.sealed.store(true, Ordering::Release);
+            std::mem::take(&mut *cache)
+        };
+        drop(dropped);
+    }
+
+    pub fn unseal(&self) {
+        let _cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        self.sealed.store(false, Ordering::Release);
+    }
+
+    /// Every complete token of every owner: for the lifetime reaper.
+    pub fn all_active(&self) -> Result<Vec<Entry>, StoreError> {
+        Ok(self.read()?.tokens.iter().filter(|e| e.state == EntryState::Active).cloned().collect())
     }
 
     /// Notes one use of a token, in memory; [`Store::flush_usage`] writes it.
