@@ -22,16 +22,23 @@ use crate::{keyutils, skip};
 pub enum Backend {
     SecretService,
     Keyutils,
+    /// The encrypted vault file, its passphrase in [`TestEnv::passphrase_file`].
+    File,
 }
 
 impl Backend {
-    fn flag(self) -> &'static str {
+    /// The agent's `--store` value.
+    pub fn flag(self) -> &'static str {
         match self {
             Backend::SecretService => "secret-service",
             Backend::Keyutils => "keyutils",
+            Backend::File => "file",
         }
     }
 }
+
+/// The passphrase a [`Backend::File`] world's vault is created with.
+pub const VAULT_PASSPHRASE: &str = "correct horse battery staple";
 
 /// A running `signet-agent -D`.
 pub struct AgentProc {
@@ -57,6 +64,8 @@ pub struct TestEnv {
     pub agent: Option<AgentProc>,
     /// Extra arguments for the agent (e.g. `--config`).
     pub agent_args: Vec<String>,
+    /// A `--store` value other than the backend's own (e.g. `auto`).
+    pub store: Option<&'static str>,
     starts: u32,
 }
 
@@ -82,13 +91,24 @@ impl TestEnv {
                 }
                 None
             }
+            Backend::File => None,
         };
-        let env =
-            TestEnv { root, backend, session, agent: None, agent_args: Vec::new(), starts: 0 };
+        let env = TestEnv {
+            root,
+            backend,
+            session,
+            agent: None,
+            agent_args: Vec::new(),
+            store: None,
+            starts: 0,
+        };
         for d in [env.home(), env.runtime_dir(), env.config_dir()] {
             std::fs::create_dir_all(&d).expect("mkdir");
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        }
+        if backend == Backend::File {
+            env.set_vault_passphrase(VAULT_PASSPHRASE);
         }
         Some(env)
     }
@@ -122,6 +142,22 @@ impl TestEnv {
     pub fn socket(&self) -> PathBuf {
         self.runtime_dir().join("signet/agent.sock")
     }
+    /// The file SIGNET_VAULT_PASSPHRASE_FILE names in a [`Backend::File`] world.
+    pub fn passphrase_file(&self) -> PathBuf {
+        self.root.path().join("vault-passphrase")
+    }
+    /// The vault file of this world's data directory.
+    pub fn vault_file(&self) -> PathBuf {
+        self.data_dir().join("vault")
+    }
+
+    /// Writes `pass` into the passphrase file, readable by its owner only.
+    pub fn set_vault_passphrase(&self, pass: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let p = self.passphrase_file();
+        std::fs::write(&p, format!("{pass}\n")).expect("write passphrase file");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
 
     /// The environment every process of this world gets, and nothing else.
     pub fn base_env(&self) -> Vec<(String, String)> {
@@ -137,6 +173,16 @@ impl TestEnv {
         if let Some(s) = &self.session {
             v.extend(s.env().into_iter().filter(|(k, _)| k == "DBUS_SESSION_BUS_ADDRESS"));
         }
+        if self.backend == Backend::File || self.passphrase_file().exists() {
+            v.push((
+                "SIGNET_VAULT_PASSPHRASE_FILE".into(),
+                self.passphrase_file().display().to_string(),
+            ));
+        }
+        // Test suites only: a cheap key derivation for the vaults the tests
+        // create, so that each agent start does not spend half a second and
+        // 96 MiB on Argon2id. The real cost is measured in signet-bench.
+        v.push(("SIGNET_TEST_ONLY_WEAK_VAULT_KDF".into(), "1".into()));
         v
     }
 
@@ -150,7 +196,7 @@ impl TestEnv {
     /// The agent command line this world uses, without `-D`.
     pub fn agent_command(&self) -> Command {
         let mut c = self.command("signet-agent");
-        c.arg("--store").arg(self.backend.flag()).args(&self.agent_args);
+        c.arg("--store").arg(self.store.unwrap_or(self.backend.flag())).args(&self.agent_args);
         c
     }
 
@@ -287,13 +333,35 @@ impl TestEnv {
         format!("signet:{}", self.index()["store_id"].as_str().expect("store_id"))
     }
 
-    /// Every Secret Service item of this agent: (token id, secret).
+    /// Every Secret Service item, or vault entry, of this agent: (token id, secret).
     pub fn keyring_items(&self) -> Vec<(String, Vec<u8>)> {
+        if self.backend == Backend::File {
+            return self.vault_items(&self.vault_passphrase());
+        }
         let s = self.session.as_ref().expect("Secret Service world");
         let service = self.keyring_service();
         s.search(&[("service", service.as_str())])
             .into_iter()
             .map(|i| (i.attributes.get("username").cloned().unwrap_or_default(), i.secret))
+            .collect()
+    }
+
+    /// The passphrase in the passphrase file, without its newline.
+    pub fn vault_passphrase(&self) -> String {
+        let text = std::fs::read_to_string(self.passphrase_file()).expect("passphrase file");
+        text.trim_end_matches('\n').to_string()
+    }
+
+    /// Every entry of this agent's vault, opened with `pass`, read as the
+    /// agent would but without writing: (token id, secret).
+    pub fn vault_items(&self, pass: &str) -> Vec<(String, Vec<u8>)> {
+        let service = self.keyring_service();
+        let pass = signet_proto::Secret::from_str_value(pass);
+        signet_agent::store::vault::Vault::read_all(&self.vault_file(), &pass)
+            .expect("the vault opens")
+            .into_iter()
+            .filter(|(s, _, _)| *s == service)
+            .map(|(_, id, secret)| (id, secret.to_vec()))
             .collect()
     }
 

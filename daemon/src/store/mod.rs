@@ -12,6 +12,7 @@
 
 pub mod index;
 pub mod keyring;
+pub mod vault;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -22,7 +23,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use signet_proto::{ErrorCode, Failure, Secret};
 
 use self::index::{Entry, EntryState, Index, IndexError};
-use self::keyring::{Keyring, KeyringError, StoreChoice};
+use self::keyring::{Keyring, KeyringError, StoreChoice, VaultAccess};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +109,9 @@ impl From<StoreError> for Failure {
                     KeyringError::Locked(_) => f.with_hint(
                         "unlock your keyring (e.g. log in to the desktop session, or `gnome-keyring-daemon --unlock`) and try again",
                     ),
+                    KeyringError::WrongPassphrase => {
+                        f.with_hint("nothing was changed; give the vault's current passphrase")
+                    }
                     _ => f,
                 }
             }
@@ -127,6 +131,17 @@ impl Store {
         choice: StoreChoice,
         keyring_timeout: std::time::Duration,
     ) -> Result<(Store, Option<String>, Recovery), StoreError> {
+        Store::open_with_passphrase(dir, choice, keyring_timeout, None)
+    }
+
+    /// [`Store::open`], with the vault passphrase for `--store file` (or
+    /// `auto` landing on an existing vault).
+    pub fn open_with_passphrase(
+        dir: &Path,
+        choice: StoreChoice,
+        keyring_timeout: std::time::Duration,
+        passphrase: Option<Secret>,
+    ) -> Result<(Store, Option<String>, Recovery), StoreError> {
         crate::paths::ensure_private_dir(dir)?;
         let lock = lock_data_dir(dir)?;
         let index = match index::load(dir)? {
@@ -137,7 +152,8 @@ impl Store {
                 i
             }
         };
-        let (keyring, warning) = Keyring::open(choice, &index.store_id, keyring_timeout)?;
+        let vault = VaultAccess { dir: dir.to_path_buf(), passphrase };
+        let (keyring, warning) = Keyring::open(choice, &index.store_id, keyring_timeout, vault)?;
         let store = Store {
             dir: dir.to_path_buf(),
             keyring,
