@@ -56,6 +56,12 @@ enum Command {
     Vms(cmd::lifecycle::VmsCmd),
     /// Replace a token's secret with a freshly minted one (maas, api-token).
     Rotate(cmd::lifecycle::RotateArgs),
+    /// The agent's vault file (`signet-agent --store file`).
+    #[command(subcommand)]
+    Vault(cmd::store::VaultCmd),
+    /// Move every token's secret into another store, then use that store;
+    /// at no moment is a secret in neither.
+    Migrate(cmd::store::MigrateArgs),
 }
 
 /// A failure of the command, with its exit code.
@@ -109,6 +115,8 @@ fn main() -> ExitCode {
         Command::Maas(c) => cmd::lifecycle::maas(socket, c),
         Command::Vms(c) => cmd::lifecycle::vms(socket, c),
         Command::Rotate(a) => cmd::lifecycle::rotate(socket, a),
+        Command::Vault(c) => cmd::store::vault(socket, c),
+        Command::Migrate(a) => cmd::store::migrate(socket, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -163,6 +163,12 @@ fn vault_passphrase(
     data_dir: &std::path::Path,
 ) -> Result<Option<Secret>, StartError> {
     let exists = Vault::exists_in(data_dir);
+    // A migration records the vault as the store of record: then `auto`
+    // needs the passphrase even where a Secret Service answers.
+    let recorded_file = signet_agent::store::index::load(data_dir)
+        .ok()
+        .flatten()
+        .is_some_and(|i| i.store.as_deref() == Some("file"));
     let needed = match choice {
         StoreChoice::File => true,
         StoreChoice::Auto => exists,
@@ -179,6 +185,7 @@ fn vault_passphrase(
     // With a session bus, `auto` will likely use the Secret Service:
     // do not stop to ask for a passphrase it may never need.
     if choice == StoreChoice::Auto
+        && !recorded_file
         && std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some_and(|v| !v.is_empty())
     {
         return Ok(None);
@@ -419,9 +426,8 @@ fn serve(
         tracing::warn!("{problem}");
     }
     raise_fd_limit(config.max_connections);
-    if matches!(args.store, StoreChoice::Keyutils | StoreChoice::Auto)
-        && let Err(e) = keyring::join_session_keyring()
-    {
+    // Whatever the store, `signet migrate --to keyutils` may need one later.
+    if let Err(e) = keyring::join_session_keyring() {
         tracing::debug!(error = %e, "cannot join a session keyring");
     }
     let started = Instant::now();

@@ -335,7 +335,11 @@ impl TestEnv {
 
     /// Every Secret Service item, or vault entry, of this agent: (token id, secret).
     pub fn keyring_items(&self) -> Vec<(String, Vec<u8>)> {
-        if self.backend == Backend::File {
+        // The store of record: the backend's, or where a migration moved them.
+        let recorded = self.index()["store"].as_str().map(str::to_string);
+        if recorded.as_deref() == Some("file")
+            || (recorded.is_none() && self.backend == Backend::File)
+        {
             return self.vault_items(&self.vault_passphrase());
         }
         let s = self.session.as_ref().expect("Secret Service world");

@@ -181,3 +181,116 @@ fn auto_without_a_secret_service_or_a_vault_names_the_file_store() {
     assert!(out.stderr.contains("--store file"), "{out:#?}");
     assert!(!env.vault_file().exists(), "auto never creates a vault");
 }
+
+fn passwd(env: &TestEnv, old: &str, new: &str, again: &str) -> Out {
+    env.signet_in(&["vault", "passwd"], format!("{old}\n{new}\n{again}\n").as_bytes())
+}
+
+#[test]
+fn vault_passwd_reseals_under_the_new_passphrase_only() {
+    let Some(mut env) = TestEnv::started(Backend::File) else { return };
+    env.add("deploy", "bearer", URL, "passwd-secret", &["--exportable"]);
+    let before = std::fs::read(env.vault_file()).unwrap();
+
+    let out = passwd(&env, "wrong old words", "new words", "new words");
+    assert_eq!(out.code(), 6, "{out:#?}");
+    assert!(out.stderr.contains("wrong vault passphrase"), "{out:#?}");
+    let out = passwd(&env, VAULT_PASSPHRASE, "new words", "other words");
+    assert_eq!(out.code(), 2, "{out:#?}");
+    assert_eq!(
+        std::fs::read(env.vault_file()).unwrap(),
+        before,
+        "a refused passwd changed the vault"
+    );
+
+    passwd(&env, VAULT_PASSPHRASE, "new words", "new words").ok();
+    // The running agent goes on with the new key.
+    env.add("later", "bearer", URL, "added-after", &["--exportable"]);
+    assert!(env.sign_line(&["deploy", URL]).contains("passwd-secret"));
+    env.stop_agent();
+
+    let out = start_detached(&env);
+    assert_eq!(out.code(), 6, "the old passphrase still opens the vault: {out:#?}");
+    env.set_vault_passphrase("new words");
+    env.start_agent();
+    assert!(env.sign_line(&["deploy", URL]).contains("passwd-secret"));
+    assert!(env.sign_line(&["later", URL]).contains("added-after"));
+}
+
+#[test]
+fn vault_passwd_without_a_vault_says_so() {
+    let Some(env) = TestEnv::started(Backend::Keyutils) else { return };
+    let out = passwd(&env, "a", "b", "b");
+    assert_eq!(out.code(), 6, "{out:#?}");
+    assert!(out.stderr.contains("not in a vault file"), "{out:#?}");
+}
+
+/// `signet vault passwd` killed with the agent at any instant: the vault
+/// opens afterwards under exactly one of the two passphrases, with every
+/// token.
+#[test]
+fn vault_passwd_killed_at_any_instant_leaves_one_whole_vault() {
+    use signet_client::{Client, NewToken, Secret, TokenKind};
+    let Some(mut env) = TestEnv::started(Backend::File) else { return };
+    let mut c = Client::connect(Some(&env.socket())).unwrap();
+    for i in 0..300 {
+        let mut t = NewToken::new(
+            format!("t{i}"),
+            TokenKind::Bearer,
+            URL,
+            Secret::from_str_value(&format!("s-{i}")),
+        );
+        t.exportable = true;
+        c.add(t).unwrap();
+    }
+    drop(c);
+    let passes = [VAULT_PASSPHRASE, "second passphrase"];
+    // One whole passwd, timed: the kills land at fractions of its length.
+    let t = std::time::Instant::now();
+    passwd(&env, passes[0], passes[1], passes[1]).ok();
+    let whole = t.elapsed();
+    env.set_vault_passphrase(passes[1]);
+    let mut current = 1usize;
+    let mut changed = 0;
+    for round in 0..8u64 {
+        let (old, new) = (passes[current], passes[1 - current]);
+        let mut child = env
+            .signet_command()
+            .args(["vault", "passwd"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(format!("{old}\n{new}\n{new}\n").as_bytes()).unwrap();
+        }
+        // 0.1, 0.3, … 1.5 of a whole passwd: before, during and after.
+        std::thread::sleep(whole.mul_f64(0.1 + 0.2 * round as f64));
+        env.kill_agent();
+        let _ = child.wait();
+
+        // Exactly one passphrase opens it, and every token is there.
+        let opened: Vec<usize> = (0..2)
+            .filter(|&i| {
+                signet_agent::store::vault::Vault::read_all(
+                    &env.vault_file(),
+                    &signet_proto::Secret::from_str_value(passes[i]),
+                )
+                .is_ok()
+            })
+            .collect();
+        assert_eq!(opened.len(), 1, "round {round}: {opened:?}");
+        if opened[0] != current {
+            changed += 1;
+        }
+        current = opened[0];
+        env.set_vault_passphrase(passes[current]);
+        env.start_agent();
+        assert_eq!(env.keyring_items().len(), 300, "round {round}");
+        assert!(env.sign_line(&["t123", URL]).contains("s-123"));
+    }
+    eprintln!("passwd kill test: {changed} of 8 rounds ended under the new passphrase");
+}

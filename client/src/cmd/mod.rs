@@ -2,4 +2,5 @@
 
 pub mod http;
 pub mod lifecycle;
+pub mod store;
 pub mod tokens;

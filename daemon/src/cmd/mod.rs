@@ -17,6 +17,7 @@ mod list;
 mod list_tokens;
 mod maas_import;
 mod maas_login;
+mod migrate;
 mod perform;
 mod remove;
 mod rename;
@@ -25,6 +26,7 @@ mod rotate;
 mod show;
 mod sign;
 mod status;
+mod vault_passwd;
 mod whoami;
 
 use signet_proto::{ErrorCode, Failure, LifecycleOp, Request, Response};
@@ -85,6 +87,8 @@ pub async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
         Request::Lifecycle(LifecycleOp::MaasImport { db, scrub }) => {
             maas_import::apply(agent, peer, &db, scrub).await
         }
+        Request::VaultPasswd { old, new } => vault_passwd::apply(agent, peer, old, new).await,
+        Request::Migrate { to, passphrase } => migrate::apply(agent, peer, &to, passphrase).await,
     };
     conn.send(&result.unwrap_or_else(Response::Failure)).await
 }

@@ -30,12 +30,28 @@ pub struct Index {
     pub version: u32,
     /// Random, fixed at creation: names this index's entries in the keyring.
     pub store_id: String,
+    /// The store that holds the secrets (`secret-service`, `keyutils`,
+    /// `file`), written at the first start and changed only by a migration:
+    /// `--store auto` follows it, and another explicit `--store` is refused
+    /// while tokens would be left behind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// After a migration, the store the secrets came from, until their old
+    /// copies are deleted there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_store: Option<String>,
     pub tokens: Vec<Entry>,
 }
 
 impl Index {
     pub fn new(store_id: String) -> Self {
-        Index { version: FORMAT_VERSION, store_id, tokens: Vec::new() }
+        Index {
+            version: FORMAT_VERSION,
+            store_id,
+            store: None,
+            previous_store: None,
+            tokens: Vec::new(),
+        }
     }
 
     /// The active token `name` of `owner`.

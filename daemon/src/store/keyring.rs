@@ -38,6 +38,20 @@ pub enum StoreChoice {
     Memory,
 }
 
+impl StoreChoice {
+    /// The store's name as `--store` takes it; `None` for `auto`.
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            StoreChoice::Auto => None,
+            StoreChoice::SecretService => Some("secret-service"),
+            StoreChoice::Keyutils => Some("keyutils"),
+            StoreChoice::File => Some("file"),
+            #[cfg(feature = "memory-store")]
+            StoreChoice::Memory => Some("memory"),
+        }
+    }
+}
+
 impl std::str::FromStr for StoreChoice {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

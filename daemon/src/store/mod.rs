@@ -20,7 +20,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use signet_proto::{ErrorCode, Failure, Secret};
+use signet_proto::{ErrorCode, Failure, MigrateOutcome, Secret};
 
 use self::index::{Entry, EntryState, Index, IndexError};
 use self::keyring::{Keyring, KeyringError, StoreChoice, VaultAccess};
@@ -50,7 +50,9 @@ fn lock_poisoned() -> StoreError {
 
 pub struct Store {
     dir: PathBuf,
-    keyring: Keyring,
+    /// Replaced, once, by a migration to another store.
+    keyring: RwLock<Keyring>,
+    keyring_timeout: std::time::Duration,
     /// The published index: what reads see.
     index: RwLock<Index>,
     /// Serialises changes: held across index write, keyring call, index write.
@@ -152,11 +154,20 @@ impl Store {
                 i
             }
         };
+        let (choice, mut notes) = resolve_choice(dir, &index, choice)?;
         let vault = VaultAccess { dir: dir.to_path_buf(), passphrase };
         let (keyring, warning) = Keyring::open(choice, &index.store_id, keyring_timeout, vault)?;
+        notes.extend(warning);
+        let warning = if notes.is_empty() { None } else { Some(notes.join("; ")) };
+        let mut index = index;
+        if keyring.name() != "memory" && index.store.as_deref() != Some(keyring.name()) {
+            index.store = Some(keyring.name().to_string());
+            index::save(dir, &index)?;
+        }
         let store = Store {
             dir: dir.to_path_buf(),
-            keyring,
+            keyring: RwLock::new(keyring),
+            keyring_timeout,
             index: RwLock::new(index),
             writer: tokio::sync::Mutex::new(()),
             cache: Mutex::new(HashMap::new()),
@@ -164,11 +175,17 @@ impl Store {
             _lock: lock,
         };
         let recovery = store.recover()?;
+        store.finish_migration();
         Ok((store, warning, recovery))
     }
 
+    /// The keyring in use now.
+    fn keyring(&self) -> Result<Keyring, StoreError> {
+        Ok(self.keyring.read().map_err(|_| lock_poisoned())?.clone())
+    }
+
     pub fn keyring_name(&self) -> &'static str {
-        self.keyring.name()
+        self.keyring().map(|k| k.name()).unwrap_or("unknown")
     }
 
     pub fn store_id(&self) -> String {
@@ -197,7 +214,7 @@ impl Store {
                 continue;
             }
             let id = e.id.clone();
-            match self.keyring.call(move |b| b.delete(&id)) {
+            match self.keyring()?.call(move |b| b.delete(&id)) {
                 Ok(()) if e.state == EntryState::Adding => report.rolled_back += 1,
                 Ok(()) => report.rolled_forward += 1,
                 Err(err) => {
@@ -211,14 +228,14 @@ impl Store {
         if report.rolled_back + report.rolled_forward > 0 {
             index::save(&self.dir, &idx)?;
         }
-        match self.keyring.call(|b| b.list_ids()) {
+        match self.keyring()?.call(|b| b.list_ids()) {
             Ok(Some(ids)) => {
                 for id in ids {
                     if idx.tokens.iter().any(|e| e.id == id) {
                         continue;
                     }
                     let del = id.clone();
-                    match self.keyring.call(move |b| b.delete(&del)) {
+                    match self.keyring()?.call(move |b| b.delete(&del)) {
                         Ok(()) => report.orphans_removed += 1,
                         Err(err) => {
                             tracing::warn!(%id, error = %err, "cannot delete an orphaned keyring entry")
@@ -231,6 +248,152 @@ impl Store {
         }
         *self.index.write().map_err(|_| lock_poisoned())? = idx;
         Ok(report)
+    }
+
+    /// Deletes the old copies a migration cut short left in its source
+    /// store, when that store can be opened without asking anyone.
+    fn finish_migration(&self) {
+        let Ok(idx) = self.read().map(|i| i.clone()) else { return };
+        let Some(prev) = idx.previous_store.clone() else { return };
+        let outcome =
+            prev.parse::<StoreChoice>().map_err(KeyringError::Unavailable).and_then(|c| {
+                let vault = VaultAccess { dir: self.dir.clone(), passphrase: None };
+                Keyring::open(c, &idx.store_id, self.keyring_timeout, vault)
+            });
+        let mut left = 0usize;
+        match outcome {
+            Ok((old, _)) => {
+                for e in &idx.tokens {
+                    let id = e.id.clone();
+                    if old.call(move |b| b.delete(&id)).is_err() {
+                        left += 1;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(store = %prev, error = %e, "cannot open the store a migration left copies in; they stay there");
+            }
+        }
+        if left > 0 {
+            tracing::warn!(store = %prev, left, "old copies of migrated secrets could not be deleted");
+        }
+        let mut idx = idx;
+        idx.previous_store = None;
+        match index::save(&self.dir, &idx) {
+            Ok(()) => {
+                if let Ok(mut w) = self.index.write() {
+                    w.previous_store = None;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot record the end of a migration"),
+        }
+    }
+
+    /// Moves every secret into the store `to`, with no moment at which a
+    /// token's secret is in neither: each is copied and read back, then one
+    /// index write makes `to` the store of record (a crash before it leaves
+    /// the old store in use, one after it the new), and only then are the
+    /// old copies deleted. The agent uses `to` from then on.
+    pub async fn migrate(
+        &self,
+        to: StoreChoice,
+        passphrase: Option<Secret>,
+    ) -> Result<MigrateOutcome, StoreError> {
+        let _w = self.writer.lock().await;
+        let from = self.keyring()?;
+        let Some(to_name) = to.name() else {
+            return Err(StoreError::Setup("migrate to file, secret-service or keyutils".into()));
+        };
+        if from.name() == to_name {
+            return Err(StoreError::Setup(format!(
+                "the secrets are already in the {to_name} store"
+            )));
+        }
+        let store_id = self.store_id();
+        let (dir, timeout) = (self.dir.clone(), self.keyring_timeout);
+        let (target, _) = tokio::task::spawn_blocking(move || {
+            Keyring::open(to, &store_id, timeout, VaultAccess { dir, passphrase })
+        })
+        .await
+        .map_err(|e| StoreError::Setup(format!("cannot open the target store: {e}")))??;
+
+        let mut idx = self.read()?.clone();
+        let ids: Vec<String> = idx
+            .tokens
+            .iter()
+            .filter(|e| e.state == EntryState::Active)
+            .map(|e| e.id.clone())
+            .collect();
+        let mut copied: Vec<String> = Vec::with_capacity(ids.len());
+        for id in &ids {
+            let result = self.copy_secret(&from, &target, id).await;
+            if let Err(e) = result {
+                // The old store is still the store of record: take the
+                // copies out of the new one again, as far as it lets us.
+                for done in copied.iter().chain(std::iter::once(id)) {
+                    let done = done.clone();
+                    let _ = target.call_async(move |b| b.delete(&done)).await;
+                }
+                return Err(e);
+            }
+            copied.push(id.clone());
+        }
+
+        idx.store = Some(to_name.to_string());
+        idx.previous_store = Some(from.name().to_string());
+        self.commit(idx.clone()).await?;
+        *self.keyring.write().map_err(|_| lock_poisoned())? = target;
+
+        let mut left_behind = 0u32;
+        for id in &ids {
+            let id = id.clone();
+            if from.call_async(move |b| b.delete(&id)).await.is_err() {
+                left_behind += 1;
+            }
+        }
+        if left_behind == 0 {
+            idx.previous_store = None;
+            self.commit(idx).await?;
+        }
+        Ok(MigrateOutcome {
+            from: from.name().to_string(),
+            to: to_name.to_string(),
+            moved: u32::try_from(ids.len()).unwrap_or(u32::MAX),
+            left_behind,
+        })
+    }
+
+    /// Copies one secret from `from` to `to` and reads it back.
+    async fn copy_secret(&self, from: &Keyring, to: &Keyring, id: &str) -> Result<(), StoreError> {
+        let cached = self.cache.lock().map_err(|_| lock_poisoned())?.get(id).cloned();
+        let secret = match cached {
+            Some(s) => s,
+            None => {
+                let id = id.to_string();
+                Arc::new(from.call_async(move |b| b.get(&id)).await?)
+            }
+        };
+        let (put, sid) = (secret.clone(), id.to_string());
+        to.call_async(move |b| b.set(&sid, &put)).await?;
+        let sid = id.to_string();
+        let back = to.call_async(move |b| b.get(&sid)).await?;
+        if back.expose() != secret.expose() {
+            return Err(StoreError::Keyring(KeyringError::Failure(
+                "a secret read back from the new store differs from the one written".into(),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Re-seals the vault under a new passphrase (`--store file` only).
+    pub async fn change_vault_passphrase(
+        &self,
+        old: Secret,
+        new: Secret,
+    ) -> Result<(), StoreError> {
+        let _w = self.writer.lock().await;
+        let kr = self.keyring()?;
+        Ok(kr.call_async(move |b| b.change_passphrase(&old, &new)).await?)
     }
 
     /// The active tokens of `owner`, sorted by name.
@@ -325,10 +488,10 @@ impl Store {
         let id = entry.id.clone();
         let secret = Arc::new(secret);
         let to_keyring = secret.clone();
-        if let Err(e) = self.keyring.call_async(move |b| b.set(&id, &to_keyring)).await {
+        if let Err(e) = self.keyring()?.call_async(move |b| b.set(&id, &to_keyring)).await {
             idx.tokens.retain(|t| t.id != entry.id);
             let id = entry.id.clone();
-            if self.keyring.call_async(move |b| b.delete(&id)).await.is_ok() {
+            if self.keyring()?.call_async(move |b| b.delete(&id)).await.is_ok() {
                 self.commit(idx.clone()).await?;
             }
             return Err(e.into());
@@ -350,7 +513,7 @@ impl Store {
         self.forget(&entry.id)?;
 
         let id = entry.id.clone();
-        if let Err(e) = self.keyring.call_async(move |b| b.delete(&id)).await {
+        if let Err(e) = self.keyring()?.call_async(move |b| b.delete(&id)).await {
             if let Some(t) = idx.by_id_mut(&entry.id) {
                 t.state = EntryState::Active;
             }
@@ -425,7 +588,7 @@ impl Store {
         }
 
         let id = old.id.clone();
-        match self.keyring.call_async(move |b| b.delete(&id)).await {
+        match self.keyring()?.call_async(move |b| b.delete(&id)).await {
             Ok(()) => {
                 idx.tokens.retain(|t| t.id != old.id);
                 self.commit(idx).await?;
@@ -442,7 +605,7 @@ impl Store {
             return Ok(s.clone());
         }
         let id = entry.id.clone();
-        let s = Arc::new(self.keyring.call_async(move |b| b.get(&id)).await?);
+        let s = Arc::new(self.keyring()?.call_async(move |b| b.get(&id)).await?);
         self.cache.lock().map_err(|_| lock_poisoned())?.insert(entry.id.clone(), s.clone());
         Ok(s)
     }
@@ -494,6 +657,38 @@ impl Store {
             c.clear();
         }
     }
+}
+
+/// The store to open: `auto` follows the store the index records (a
+/// migration may have moved the secrets); an explicit choice that differs
+/// from it is refused while the index has tokens, whose secrets would then
+/// be missing. Returns notes for the log.
+fn resolve_choice(
+    dir: &Path,
+    index: &Index,
+    choice: StoreChoice,
+) -> Result<(StoreChoice, Vec<String>), StoreError> {
+    let Some(recorded) = index.store.as_deref() else { return Ok((choice, Vec::new())) };
+    let Ok(recorded_choice) = recorded.parse::<StoreChoice>() else {
+        return Ok((choice, Vec::new()));
+    };
+    if choice == StoreChoice::Auto {
+        let mut notes = Vec::new();
+        if recorded_choice == StoreChoice::Keyutils {
+            notes.push(
+                "the secrets are in the kernel keyring: tokens will not survive a reboot (`signet migrate --to file` moves them into an encrypted vault file)".to_string(),
+            );
+        }
+        return Ok((recorded_choice, notes));
+    }
+    if choice != recorded_choice && !index.tokens.is_empty() {
+        return Err(StoreError::Setup(format!(
+            "the secrets of the tokens in {} are in the {recorded} store; start the agent with --store {recorded} (or auto), then `signet migrate --to {}` to move them",
+            dir.display(),
+            choice.name().unwrap_or("?"),
+        )));
+    }
+    Ok((choice, Vec::new()))
 }
 
 /// One agent per data directory: two writers would each publish their own
