@@ -322,10 +322,14 @@ impl TestEnv {
         self.signet(&full).json()
     }
 
-    /// The index file, parsed.
+    /// The index (snapshot and journal), as JSON.
     pub fn index(&self) -> serde_json::Value {
-        let text = std::fs::read_to_string(self.data_dir().join("index.json")).expect("index.json");
-        serde_json::from_str(&text).expect("index.json is JSON")
+        // The snapshot with the journal replayed, read as the agent reads it
+        // but without writing (an agent may be running).
+        let index = signet_agent::store::index::load(&self.data_dir())
+            .expect("the index loads")
+            .expect("an index exists");
+        serde_json::to_value(&index).expect("the index is JSON")
     }
 
     /// The keyring service under which this agent keeps its secrets.

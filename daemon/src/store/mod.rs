@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use signet_proto::{ErrorCode, Failure, MigrateOutcome, Secret};
 
-use self::index::{Entry, EntryState, Index, IndexError};
+use self::index::{Change, Entry, EntryState, Index, IndexError, Journal};
 use self::keyring::{Keyring, KeyringError, StoreChoice, VaultAccess};
 
 /// Why a store operation failed.
@@ -55,6 +55,8 @@ pub struct Store {
     keyring_timeout: std::time::Duration,
     /// The published index: what reads see.
     index: RwLock<Index>,
+    /// Where changes go before they are published.
+    journal: Arc<Mutex<Journal>>,
     /// Serialises changes: held across index write, keyring call, index write.
     writer: tokio::sync::Mutex<()>,
     cache: Mutex<HashMap<String, Arc<Secret>>>,
@@ -146,34 +148,37 @@ impl Store {
     ) -> Result<(Store, Option<String>, Recovery), StoreError> {
         crate::paths::ensure_private_dir(dir)?;
         let lock = lock_data_dir(dir)?;
-        let index = match index::load(dir)? {
-            Some(i) => i,
+        let (index, journalled) = match index::load_with_journal(dir, true)? {
+            Some(loaded) => loaded,
             None => {
                 let i = Index::new(random_id()?);
                 index::save(dir, &i)?;
-                i
+                (i, 0)
             }
         };
+        let journal = index::open_journal(dir, journalled)?;
         let (choice, mut notes) = resolve_choice(dir, &index, choice)?;
         let vault = VaultAccess { dir: dir.to_path_buf(), passphrase };
         let (keyring, warning) = Keyring::open(choice, &index.store_id, keyring_timeout, vault)?;
         notes.extend(warning);
         let warning = if notes.is_empty() { None } else { Some(notes.join("; ")) };
-        let mut index = index;
-        if keyring.name() != "memory" && index.store.as_deref() != Some(keyring.name()) {
-            index.store = Some(keyring.name().to_string());
-            index::save(dir, &index)?;
-        }
+        let record = keyring.name() != "memory" && index.store.as_deref() != Some(keyring.name());
         let store = Store {
             dir: dir.to_path_buf(),
             keyring: RwLock::new(keyring),
             keyring_timeout,
             index: RwLock::new(index),
+            journal: Arc::new(Mutex::new(journal)),
             writer: tokio::sync::Mutex::new(()),
             cache: Mutex::new(HashMap::new()),
             usage: Mutex::new(HashMap::new()),
             _lock: lock,
         };
+        if record {
+            let previous_store = store.read()?.previous_store.clone();
+            let name = store.keyring_name().to_string();
+            store.commit_blocking(vec![Change::Store { store: Some(name), previous_store }])?;
+        }
         let recovery = store.recover()?;
         store.finish_migration();
         Ok((store, warning, recovery))
@@ -205,14 +210,11 @@ impl Store {
     /// (where the keyring can list them). An entry whose keyring call fails
     /// (a locked keyring) stays pending, hidden, for the next start.
     fn recover(&self) -> Result<Recovery, StoreError> {
-        let mut idx = self.read()?.clone();
+        let pending: Vec<Entry> =
+            self.read()?.tokens.iter().filter(|e| e.state != EntryState::Active).cloned().collect();
         let mut report = Recovery::default();
-        let mut keep = Vec::with_capacity(idx.tokens.len());
-        for e in std::mem::take(&mut idx.tokens) {
-            if e.state == EntryState::Active {
-                keep.push(e);
-                continue;
-            }
+        let mut changes = Vec::new();
+        for e in pending {
             let id = e.id.clone();
             match self.keyring()?.call(move |b| b.delete(&id)) {
                 Ok(()) if e.state == EntryState::Adding => report.rolled_back += 1,
@@ -220,18 +222,20 @@ impl Store {
                 Err(err) => {
                     tracing::warn!(token = %e.name, error = %err, "cannot finish an interrupted change; will retry at next start");
                     report.pending += 1;
-                    keep.push(e);
+                    continue;
                 }
             }
+            changes.push(Change::Delete(e.id));
         }
-        idx.tokens = keep;
-        if report.rolled_back + report.rolled_forward > 0 {
-            index::save(&self.dir, &idx)?;
+        if !changes.is_empty() {
+            self.commit_blocking(changes)?;
         }
         match self.keyring()?.call(|b| b.list_ids()) {
             Ok(Some(ids)) => {
+                let known: std::collections::HashSet<String> =
+                    self.read()?.tokens.iter().map(|e| e.id.clone()).collect();
                 for id in ids {
-                    if idx.tokens.iter().any(|e| e.id == id) {
+                    if known.contains(&id) {
                         continue;
                     }
                     let del = id.clone();
@@ -246,7 +250,6 @@ impl Store {
             Ok(None) => {}
             Err(err) => tracing::warn!(error = %err, "cannot list keyring entries to find orphans"),
         }
-        *self.index.write().map_err(|_| lock_poisoned())? = idx;
         Ok(report)
     }
 
@@ -277,15 +280,9 @@ impl Store {
         if left > 0 {
             tracing::warn!(store = %prev, left, "old copies of migrated secrets could not be deleted");
         }
-        let mut idx = idx;
-        idx.previous_store = None;
-        match index::save(&self.dir, &idx) {
-            Ok(()) => {
-                if let Ok(mut w) = self.index.write() {
-                    w.previous_store = None;
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot record the end of a migration"),
+        let done = Change::Store { store: idx.store.clone(), previous_store: None };
+        if let Err(e) = self.commit_blocking(vec![done]) {
+            tracing::warn!(error = %e, "cannot record the end of a migration");
         }
     }
 
@@ -317,8 +314,8 @@ impl Store {
         .await
         .map_err(|e| StoreError::Setup(format!("cannot open the target store: {e}")))??;
 
-        let mut idx = self.read()?.clone();
-        let ids: Vec<String> = idx
+        let ids: Vec<String> = self
+            .read()?
             .tokens
             .iter()
             .filter(|e| e.state == EntryState::Active)
@@ -339,9 +336,10 @@ impl Store {
             copied.push(id.clone());
         }
 
-        idx.store = Some(to_name.to_string());
-        idx.previous_store = Some(from.name().to_string());
-        self.commit(idx.clone()).await?;
+        let store = Some(to_name.to_string());
+        let switch =
+            Change::Store { store: store.clone(), previous_store: Some(from.name().to_string()) };
+        self.commit(vec![switch]).await?;
         *self.keyring.write().map_err(|_| lock_poisoned())? = target;
 
         let mut left_behind = 0u32;
@@ -352,8 +350,7 @@ impl Store {
             }
         }
         if left_behind == 0 {
-            idx.previous_store = None;
-            self.commit(idx).await?;
+            self.commit(vec![Change::Store { store, previous_store: None }]).await?;
         }
         Ok(MigrateOutcome {
             from: from.name().to_string(),
@@ -429,16 +426,53 @@ impl Store {
         Ok(e)
     }
 
-    /// Writes `idx` durably, then publishes it. Only called under the
-    /// writer lock, so nothing else changes the index meanwhile.
-    async fn commit(&self, idx: Index) -> Result<(), StoreError> {
-        let dir = self.dir.clone();
-        let to_save = idx.clone();
-        tokio::task::spawn_blocking(move || index::save(&dir, &to_save))
-            .await
-            .map_err(|e| StoreError::Setup(format!("index writer failed: {e}")))??;
-        *self.index.write().map_err(|_| lock_poisoned())? = idx;
+    /// Journals `changes` durably, then publishes them. Only called under
+    /// the writer lock (or before serving), so nothing else changes the
+    /// index meanwhile.
+    async fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+        let journal = self.journal.clone();
+        let changes = tokio::task::spawn_blocking(move || {
+            journal.lock().map_err(|_| lock_poisoned())?.append(&changes)?;
+            Ok::<_, StoreError>(changes)
+        })
+        .await
+        .map_err(|e| StoreError::Setup(format!("index writer failed: {e}")))??;
+        if let Some(snapshot) = self.publish(&changes)? {
+            let journal = self.journal.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                journal.lock().map_err(|_| lock_poisoned())?.compact(&snapshot)?;
+                Ok::<_, StoreError>(())
+            })
+            .await;
+            if let Ok(Err(e)) = done {
+                // The journal holds every change: compaction retries later.
+                tracing::warn!(error = %e, "cannot compact the index yet");
+            }
+        }
         Ok(())
+    }
+
+    /// [`Store::commit`] for blocking contexts (start-up).
+    fn commit_blocking(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+        self.journal.lock().map_err(|_| lock_poisoned())?.append(&changes)?;
+        if let Some(snapshot) = self.publish(&changes)?
+            && let Err(e) = self.journal.lock().map_err(|_| lock_poisoned())?.compact(&snapshot)
+        {
+            tracing::warn!(error = %e, "cannot compact the index yet");
+        }
+        Ok(())
+    }
+
+    /// Applies journalled changes to the published index; returns a
+    /// snapshot to write when the journal has grown enough to fold it in.
+    fn publish(&self, changes: &[Change]) -> Result<Option<Index>, StoreError> {
+        let mut idx = self.index.write().map_err(|_| lock_poisoned())?;
+        for c in changes {
+            idx.apply(c);
+        }
+        let compact =
+            self.journal.lock().map_err(|_| lock_poisoned())?.wants_compaction(idx.tokens.len());
+        Ok(compact.then(|| idx.clone()))
     }
 
     /// Adds a token: index entry `adding`, secret into the keyring, entry
@@ -450,24 +484,23 @@ impl Store {
         limit: Option<u32>,
     ) -> Result<Entry, StoreError> {
         let _w = self.writer.lock().await;
-        let mut idx = self.read()?.clone();
-        if idx.name_taken(entry.owner_uid, &entry.name) {
-            return Err(StoreError::Exists(entry.name));
-        }
-        if let Some(limit) = limit
-            && idx.count_owned(entry.owner_uid) >= limit as usize
         {
-            return Err(StoreError::LimitReached(limit));
+            let idx = self.read()?;
+            if idx.name_taken(entry.owner_uid, &entry.name) {
+                return Err(StoreError::Exists(entry.name));
+            }
+            if let Some(limit) = limit
+                && idx.count_owned(entry.owner_uid) >= limit as usize
+            {
+                return Err(StoreError::LimitReached(limit));
+            }
         }
         entry.id = random_id()?;
         entry.state = EntryState::Adding;
-        let secret = self.put_pending(&mut idx, &entry, secret).await?;
+        let secret = self.put_pending(&entry, secret).await?;
 
-        if let Some(t) = idx.by_id_mut(&entry.id) {
-            t.state = EntryState::Active;
-        }
         entry.state = EntryState::Active;
-        self.commit(idx).await?;
+        self.commit(vec![Change::Put(Box::new(entry.clone()))]).await?;
         self.cache.lock().map_err(|_| lock_poisoned())?.insert(entry.id.clone(), secret);
         Ok(entry)
     }
@@ -477,22 +510,15 @@ impl Store {
     /// the keyring may hold half a write, so it is deleted while the entry
     /// still says `adding`; if that fails too, the entry stays pending and
     /// start-up recovery deletes it.
-    async fn put_pending(
-        &self,
-        idx: &mut Index,
-        entry: &Entry,
-        secret: Secret,
-    ) -> Result<Arc<Secret>, StoreError> {
-        idx.tokens.push(entry.clone());
-        self.commit(idx.clone()).await?;
+    async fn put_pending(&self, entry: &Entry, secret: Secret) -> Result<Arc<Secret>, StoreError> {
+        self.commit(vec![Change::Put(Box::new(entry.clone()))]).await?;
         let id = entry.id.clone();
         let secret = Arc::new(secret);
         let to_keyring = secret.clone();
         if let Err(e) = self.keyring()?.call_async(move |b| b.set(&id, &to_keyring)).await {
-            idx.tokens.retain(|t| t.id != entry.id);
             let id = entry.id.clone();
             if self.keyring()?.call_async(move |b| b.delete(&id)).await.is_ok() {
-                self.commit(idx.clone()).await?;
+                self.commit(vec![Change::Delete(entry.id.clone())]).await?;
             }
             return Err(e.into());
         }
@@ -503,51 +529,49 @@ impl Store {
     /// gone. If the keyring refuses, the token stays as it was.
     pub async fn remove(&self, owner: u32, name: &str) -> Result<Entry, StoreError> {
         let _w = self.writer.lock().await;
-        let mut idx = self.read()?.clone();
-        let entry =
-            idx.find(owner, name).cloned().ok_or_else(|| StoreError::NoSuchToken(name.into()))?;
-        if let Some(t) = idx.by_id_mut(&entry.id) {
-            t.state = EntryState::Removing;
-        }
-        self.commit(idx.clone()).await?;
+        let entry = self
+            .read()?
+            .find(owner, name)
+            .cloned()
+            .ok_or_else(|| StoreError::NoSuchToken(name.into()))?;
+        let mut removing = entry.clone();
+        removing.state = EntryState::Removing;
+        self.commit(vec![Change::Put(Box::new(removing))]).await?;
         self.forget(&entry.id)?;
 
         let id = entry.id.clone();
         if let Err(e) = self.keyring()?.call_async(move |b| b.delete(&id)).await {
-            if let Some(t) = idx.by_id_mut(&entry.id) {
-                t.state = EntryState::Active;
-            }
-            self.commit(idx).await?;
+            self.commit(vec![Change::Put(Box::new(entry))]).await?;
             return Err(e.into());
         }
-        idx.tokens.retain(|t| t.id != entry.id);
-        self.commit(idx).await?;
+        self.commit(vec![Change::Delete(entry.id.clone())]).await?;
         Ok(entry)
     }
 
     /// Renames a token: one atomic index write; the keyring is not touched.
     pub async fn rename(&self, owner: u32, old: &str, new: &str) -> Result<Entry, StoreError> {
         let _w = self.writer.lock().await;
-        let mut idx = self.read()?.clone();
-        let current =
-            idx.find(owner, old).cloned().ok_or_else(|| StoreError::NoSuchToken(old.into()))?;
-        if old == new {
-            return Ok(current);
-        }
-        if idx.name_taken(owner, new) {
-            return Err(StoreError::Exists(new.into()));
-        }
-        let e = idx.find_mut(owner, old).ok_or_else(|| StoreError::NoSuchToken(old.into()))?;
-        e.name = new.to_string();
-        let renamed = e.clone();
-        self.commit(idx).await?;
+        let mut renamed = {
+            let idx = self.read()?;
+            let current =
+                idx.find(owner, old).cloned().ok_or_else(|| StoreError::NoSuchToken(old.into()))?;
+            if old == new {
+                return Ok(current);
+            }
+            if idx.name_taken(owner, new) {
+                return Err(StoreError::Exists(new.into()));
+            }
+            current
+        };
+        renamed.name = new.to_string();
+        self.commit(vec![Change::Put(Box::new(renamed.clone()))]).await?;
         Ok(renamed)
     }
 
     /// Replaces the secret (and the settings that describe it) of token
     /// `name`, keeping its name, in steps a crash cannot split: the new
     /// secret goes into the keyring under a new id while the old token is
-    /// untouched; then one index write makes the new entry active and marks
+    /// untouched; then one journal line makes the new entry active and marks
     /// the old one `removing`; then the old secret is deleted. Killed at any
     /// point, the token works afterwards with the old secret or the new one.
     pub async fn swap_secret(
@@ -560,27 +584,25 @@ impl Store {
         created: i64,
     ) -> Result<Entry, StoreError> {
         let _w = self.writer.lock().await;
-        let mut idx = self.read()?.clone();
-        let old =
-            idx.find(owner, name).cloned().ok_or_else(|| StoreError::NoSuchToken(name.into()))?;
+        let old = self
+            .read()?
+            .find(owner, name)
+            .cloned()
+            .ok_or_else(|| StoreError::NoSuchToken(name.into()))?;
         let mut new = old.clone();
         new.id = random_id()?;
         new.state = EntryState::Adding;
         new.params = params;
         new.expires = expires;
         new.created = created;
-        let secret = self.put_pending(&mut idx, &new, secret).await?;
+        let secret = self.put_pending(&new, secret).await?;
 
-        // The swap: one atomic index write.
-        for t in &mut idx.tokens {
-            if t.id == old.id {
-                t.state = EntryState::Removing;
-            } else if t.id == new.id {
-                t.state = EntryState::Active;
-            }
-        }
+        // The swap: one journal line, applied whole or not at all.
+        let mut retired = old.clone();
+        retired.state = EntryState::Removing;
         new.state = EntryState::Active;
-        self.commit(idx.clone()).await?;
+        self.commit(vec![Change::Put(Box::new(retired)), Change::Put(Box::new(new.clone()))])
+            .await?;
         {
             let mut cache = self.cache.lock().map_err(|_| lock_poisoned())?;
             cache.remove(&old.id);
@@ -589,10 +611,7 @@ impl Store {
 
         let id = old.id.clone();
         match self.keyring()?.call_async(move |b| b.delete(&id)).await {
-            Ok(()) => {
-                idx.tokens.retain(|t| t.id != old.id);
-                self.commit(idx).await?;
-            }
+            Ok(()) => self.commit(vec![Change::Delete(old.id.clone())]).await?,
             // Left `removing`: start-up recovery deletes it.
             Err(e) => tracing::warn!(error = %e, "cannot delete the replaced secret yet"),
         }
@@ -626,13 +645,18 @@ impl Store {
         if pending.is_empty() {
             return Ok(());
         }
-        let mut idx = self.read()?.clone();
-        for e in &mut idx.tokens {
-            if let Some(u) = pending.get(&e.id) {
-                apply_usage(e, *u);
-            }
-        }
-        if let Err(err) = self.commit(idx).await {
+        let changes: Vec<Change> = {
+            let idx = self.read()?;
+            pending
+                .iter()
+                .filter_map(|(id, u)| {
+                    let mut e = idx.by_id(id)?.clone();
+                    apply_usage(&mut e, *u);
+                    Some(Change::Put(Box::new(e)))
+                })
+                .collect()
+        };
+        if let Err(err) = self.commit(changes).await {
             // Not written: keep the counts for the next try.
             let mut usage = self.usage.lock().map_err(|_| lock_poisoned())?;
             for (id, u) in pending {
