@@ -66,6 +66,9 @@ pub struct TestEnv {
     pub agent_args: Vec<String>,
     /// A `--store` value other than the backend's own (e.g. `auto`).
     pub store: Option<&'static str>,
+    /// Test suites use a cheap vault KDF (see [`TestEnv::base_env`]); the
+    /// benchmark turns this off to measure the real one.
+    pub weak_vault_kdf: bool,
     starts: u32,
 }
 
@@ -100,6 +103,7 @@ impl TestEnv {
             agent: None,
             agent_args: Vec::new(),
             store: None,
+            weak_vault_kdf: true,
             starts: 0,
         };
         for d in [env.home(), env.runtime_dir(), env.config_dir()] {
@@ -182,7 +186,9 @@ impl TestEnv {
         // Test suites only: a cheap key derivation for the vaults the tests
         // create, so that each agent start does not spend half a second and
         // 96 MiB on Argon2id. The real cost is measured in signet-bench.
-        v.push(("SIGNET_TEST_ONLY_WEAK_VAULT_KDF".into(), "1".into()));
+        if self.weak_vault_kdf {
+            v.push(("SIGNET_TEST_ONLY_WEAK_VAULT_KDF".into(), "1".into()));
+        }
         v
     }
 

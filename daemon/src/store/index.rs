@@ -198,6 +198,41 @@ pub fn open_journal(dir: &Path, len: usize) -> Result<Journal, IndexError> {
     Ok(Journal { file, dir: dir.to_path_buf(), len })
 }
 
+/// Entries by id while the journal is replayed.
+struct Replay {
+    slots: Vec<Option<Entry>>,
+    by_id: std::collections::HashMap<String, usize>,
+}
+
+impl Replay {
+    fn new(tokens: Vec<Entry>) -> Replay {
+        let by_id = tokens.iter().enumerate().map(|(i, e)| (e.id.clone(), i)).collect();
+        Replay { slots: tokens.into_iter().map(Some).collect(), by_id }
+    }
+
+    fn apply(&mut self, index: &mut Index, c: Change) {
+        match c {
+            Change::Put(e) => match self.by_id.get(&e.id) {
+                Some(&i) => self.slots[i] = Some(*e),
+                None => {
+                    self.by_id.insert(e.id.clone(), self.slots.len());
+                    self.slots.push(Some(*e));
+                }
+            },
+            Change::Delete(id) => {
+                if let Some(i) = self.by_id.remove(&id) {
+                    self.slots[i] = None;
+                }
+            }
+            other @ Change::Store { .. } => index.apply(&other),
+        }
+    }
+
+    fn finish(self) -> Vec<Entry> {
+        self.slots.into_iter().flatten().collect()
+    }
+}
+
 /// Replays the journal of `dir` over `index`; returns how many changes it
 /// held. A torn last line is cut off the file.
 fn replay(dir: &Path, index: &mut Index, repair: bool) -> Result<usize, IndexError> {
@@ -211,6 +246,9 @@ fn replay(dir: &Path, index: &mut Index, repair: bool) -> Result<usize, IndexErr
         Err(err) => return Err(IndexError::Read { path, err }),
     };
     let corrupt = |why: &str| IndexError::Corrupt { path: path.clone(), err: why.to_string() };
+    // Replay against a map by id: looking each id up in the list would
+    // make start-up quadratic in the number of tokens.
+    let mut replay = Replay::new(std::mem::take(&mut index.tokens));
     let mut pos = 0usize;
     let mut n = 0usize;
     while pos < bytes.len() {
@@ -222,13 +260,14 @@ fn replay(dir: &Path, index: &mut Index, repair: bool) -> Result<usize, IndexErr
             .filter(|(sum, json)| line_sum(json).as_bytes() == *sum)
             .and_then(|(_, json)| serde_json::from_slice::<Vec<Change>>(json).ok());
         match parsed {
-            Some(batch) => batch.iter().for_each(|c| index.apply(c)),
+            Some(batch) => batch.into_iter().for_each(|c| replay.apply(index, c)),
             None if last => break,
             None => return Err(corrupt("a journal line in the middle is damaged")),
         }
         n += 1;
         pos += nl + 1;
     }
+    index.tokens = replay.finish();
     if repair && pos < bytes.len() {
         let f = OpenOptions::new()
             .write(true)
