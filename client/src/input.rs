@@ -90,6 +90,45 @@ pub fn read_cacert(path: &std::path::Path) -> Result<String, Failed> {
     String::from_utf8(bytes).map_err(|_| Failed::usage(format!("--cacert {shown} is not PEM text")))
 }
 
+/// Reads `prompts.len()` passphrases: each from a no-echo prompt on the
+/// terminal, or, when stdin is not a terminal, one per line of stdin.
+pub fn read_passphrases(prompts: &[&str]) -> Result<Vec<Secret>, Failed> {
+    if std::io::stdin().is_terminal() {
+        let mut out = Vec::with_capacity(prompts.len());
+        for p in prompts {
+            let v = Zeroizing::new(rpassword::prompt_password(format!("{p}: ")).map_err(|e| {
+                Failed {
+                    code: 1,
+                    message: format!("cannot read from the terminal: {e}"),
+                    hint: None,
+                }
+            })?);
+            out.push(Secret::from_str_value(&v));
+        }
+        return Ok(out);
+    }
+    let mut buf = Zeroizing::new(Vec::with_capacity(256));
+    std::io::stdin().take(MAX_SECRET as u64 + 1).read_to_end(&mut buf).map_err(|e| Failed {
+        code: 1,
+        message: format!("cannot read the passphrases from stdin: {e}"),
+        hint: None,
+    })?;
+    let lines: Vec<&[u8]> = buf
+        .split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .take(prompts.len())
+        .collect();
+    if buf.len() > MAX_SECRET || lines.len() < prompts.len() {
+        return Err(Failed::usage(format!(
+            "expected {} line{} on stdin: {}",
+            prompts.len(),
+            if prompts.len() == 1 { "" } else { "s" },
+            prompts.join(", ")
+        )));
+    }
+    Ok(lines.into_iter().map(|l| Secret::new(l.to_vec())).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -73,8 +73,8 @@ use signet_proto::{
     Service, SignRequest, agent_version_string,
 };
 pub use types::{
-    HttpRequest, LocalAccess, MaasLoginParams, Minted, NewMaasToken, NewToken, NewVmsToken,
-    ProxyOptions, RunningProxy, SignedHeader, TiedProxy,
+    HttpRequest, LocalAccess, MaasLoginParams, Migrated, Minted, NewMaasToken, NewToken,
+    NewVmsToken, ProxyOptions, RunningProxy, SignedHeader, StoreKind, TiedProxy,
 };
 use zeroize::Zeroizing;
 
@@ -405,6 +405,32 @@ impl Client {
     pub fn rename(&mut self, old: &str, new: &str) -> Result<TokenInfo, ClientError> {
         match self.call(&Request::Rename { old: old.into(), new: new.into() })? {
             Response::Token(t) => Ok(t),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Re-seals the agent's vault file under `new` after checking `old`
+    /// (`signet vault passwd`); refused (exit 6) when `old` is wrong or the
+    /// agent does not keep its secrets in a vault.
+    pub fn vault_passwd(&mut self, old: Secret, new: Secret) -> Result<(), ClientError> {
+        match self.call(&Request::VaultPasswd { old, new })? {
+            Response::Ok => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Moves every token's secret into the store `to` (`signet migrate`);
+    /// `passphrase` opens, or creates, the vault when `to` is
+    /// [`StoreKind::File`].
+    pub fn migrate(
+        &mut self,
+        to: StoreKind,
+        passphrase: Option<Secret>,
+    ) -> Result<Migrated, ClientError> {
+        match self.call(&Request::Migrate { to: to.name().into(), passphrase })? {
+            Response::Migrated(m) => {
+                Ok(Migrated { from: m.from, to: m.to, moved: m.moved, left_behind: m.left_behind })
+            }
             other => Err(unexpected(&other)),
         }
     }
@@ -747,6 +773,7 @@ fn unexpected(r: &Response) -> ClientError {
         Response::ServerTokens(_) => "ServerTokens",
         Response::Minted { .. } => "Minted",
         Response::Imported(_) => "Imported",
+        Response::Migrated(_) => "Migrated",
         Response::ProxyStarted(_) => "ProxyStarted",
         Response::Proxies(_) => "Proxies",
     };

@@ -66,6 +66,12 @@ enum Command {
     Vms(cmd::lifecycle::VmsCmd),
     /// Replace a token's secret with a freshly minted one (maas, api-token).
     Rotate(cmd::lifecycle::RotateArgs),
+    /// The agent's vault file (`signet-agent --store file`).
+    #[command(subcommand)]
+    Vault(cmd::store::VaultCmd),
+    /// Move every token's secret into another store, then use that store;
+    /// at no moment is a secret in neither.
+    Migrate(cmd::store::MigrateArgs),
     /// Lock the agent: it forgets every secret it holds in memory and
     /// refuses every use until `signet unlock`. Asks for a passphrase twice
     /// (no echo; read from stdin, one per line, when it is not a terminal).
@@ -168,6 +174,8 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failed> {
         Command::Maas(c) => cmd::lifecycle::maas(socket, c),
         Command::Vms(c) => cmd::lifecycle::vms(socket, c),
         Command::Rotate(a) => cmd::lifecycle::rotate(socket, a),
+        Command::Vault(c) => cmd::store::vault(socket, c),
+        Command::Migrate(a) => cmd::store::migrate(socket, a),
         Command::Lock => cmd::access::lock(socket),
         Command::Unlock => cmd::access::unlock(socket),
         Command::Proxy(a) => cmd::proxy::proxy(socket, a),

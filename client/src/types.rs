@@ -368,3 +368,39 @@ impl std::fmt::Debug for TiedProxy {
         f.debug_struct("TiedProxy").field("proxy", &self.proxy).finish_non_exhaustive()
     }
 }
+
+/// A store the agent can keep secrets in: the target of
+/// [`Client::migrate`](crate::Client::migrate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The encrypted vault file in the agent's data directory.
+    File,
+    /// The Secret Service on the session bus (gnome-keyring, KeePassXC, …).
+    SecretService,
+    /// The kernel keyring: gone at reboot.
+    Keyutils,
+}
+
+impl StoreKind {
+    /// The name `signet-agent --store` and the wire use.
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreKind::File => "file",
+            StoreKind::SecretService => "secret-service",
+            StoreKind::Keyutils => "keyutils",
+        }
+    }
+}
+
+/// What a migration did: the answer to [`Client::migrate`](crate::Client::migrate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migrated {
+    /// The store the secrets were in.
+    pub from: String,
+    /// The store they are in now.
+    pub to: String,
+    /// How many tokens' secrets moved.
+    pub moved: u32,
+    /// Old copies the old store refused to delete (they stay, unused).
+    pub left_behind: u32,
+}

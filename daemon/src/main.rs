@@ -24,7 +24,9 @@ use signet_agent::server::BindError;
 use signet_agent::store::Store;
 use signet_agent::store::StoreError;
 use signet_agent::store::keyring::{self, StoreChoice};
+use signet_agent::store::vault::{self, Vault};
 use signet_agent::{harden, logind, paths, server, systemd, timers};
+use signet_proto::Secret;
 
 /// Every freed block is wiped first: see `harden::WipingAllocator`.
 #[global_allocator]
@@ -51,7 +53,10 @@ struct Args {
     /// on the socket (-a, SIGNET_AUTH_SOCK or the default).
     #[arg(short = 'k', conflicts_with_all = ["foreground", "store", "data_dir"])]
     kill: bool,
-    /// Where secrets are kept: auto, secret-service or keyutils.
+    /// Where secrets are kept: auto, secret-service, keyutils or file (an
+    /// encrypted vault file in the data directory; its passphrase is typed
+    /// at start or read from SIGNET_VAULT_PASSPHRASE_FILE). auto takes the
+    /// Secret Service, else an existing vault, else the kernel keyring.
     #[arg(long, default_value = "auto", value_name = "STORE")]
     store: StoreChoice,
     /// Where the token index (metadata only) lives.
@@ -60,6 +65,9 @@ struct Args {
     /// Config file (default: $XDG_CONFIG_HOME/signet/config.toml).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// The vault passphrase, once read; never from the command line.
+    #[arg(skip)]
+    passphrase: Option<Secret>,
     /// Print the signet-agent(1) man page (roff), for packagers and installers.
     #[arg(long, hide = true, exclusive = true)]
     man: bool,
@@ -139,8 +147,10 @@ enum StartError {
     #[error("the agent exited during start-up")]
     ExitedDuringStartup,
     /// The detached agent's own start-up error, as it sent it back.
+    #[error("{1}")]
+    Detached(u8, String),
     #[error("{0}")]
-    Detached(String),
+    Passphrase(String),
     #[error("SIGNET_AGENT_PID is not set, and {0}")]
     NoAgent(String),
     #[error("SIGNET_AGENT_PID is not a valid pid: {0}")]
@@ -155,6 +165,82 @@ enum StartError {
 /// signal: SIGNET_AGENT_PID may be stale, and the pid reused by anything.
 /// The agent is not dumpable, so its `/proc/PID/exe` is closed to its own
 /// user; its name and real uid are readable.
+impl StartError {
+    /// 6 when the store cannot be opened for want of the right vault
+    /// passphrase (as the client says 6 for a store failure), else 1.
+    fn exit_code(&self) -> u8 {
+        use signet_agent::store::keyring::KeyringError as K;
+        match self {
+            StartError::Passphrase(_)
+            | StartError::Store(StoreError::Keyring(
+                K::WrongPassphrase | K::NoPassphrase | K::Vault(_),
+            )) => 6,
+            StartError::Detached(code, _) => *code,
+            _ => 1,
+        }
+    }
+}
+
+/// The vault passphrase, when the chosen store may need one: from the file
+/// named by SIGNET_VAULT_PASSPHRASE_FILE, else typed at the terminal (no
+/// echo; twice when the vault is being created). `None` when neither is
+/// available: opening the vault then fails with a hint.
+fn vault_passphrase(
+    choice: StoreChoice,
+    data_dir: &std::path::Path,
+) -> Result<Option<Secret>, StartError> {
+    let exists = Vault::exists_in(data_dir);
+    // A migration records the vault as the store of record: then `auto`
+    // needs the passphrase even where a Secret Service answers.
+    let recorded_file = signet_agent::store::index::load(data_dir)
+        .ok()
+        .flatten()
+        .is_some_and(|i| i.store.as_deref() == Some("file"));
+    let needed = match choice {
+        StoreChoice::File => true,
+        StoreChoice::Auto => exists,
+        _ => false,
+    };
+    if !needed {
+        return Ok(None);
+    }
+    if let Some(file) = std::env::var_os("SIGNET_VAULT_PASSPHRASE_FILE").filter(|v| !v.is_empty()) {
+        return vault::read_passphrase_file(std::path::Path::new(&file)).map(Some).map_err(|e| {
+            StartError::Passphrase(format!("{e} (from SIGNET_VAULT_PASSPHRASE_FILE)"))
+        });
+    }
+    // With a session bus, `auto` will likely use the Secret Service:
+    // do not stop to ask for a passphrase it may never need.
+    if choice == StoreChoice::Auto
+        && !recorded_file
+        && std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some_and(|v| !v.is_empty())
+    {
+        return Ok(None);
+    }
+    if !nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
+        return Ok(None);
+    }
+    let read = |prompt: &str| {
+        rpassword::prompt_password(prompt)
+            .map(|typed| Secret::from_str_value(&zeroize::Zeroizing::new(typed)))
+            .map_err(|err| StartError::Io { what: "read the vault passphrase", err })
+    };
+    if exists {
+        return read("signet vault passphrase: ").map(Some);
+    }
+    let first = read("new signet vault passphrase: ")?;
+    if first.is_empty() {
+        return Err(StartError::Passphrase("the vault passphrase must not be empty".into()));
+    }
+    let again = read("the same passphrase again: ")?;
+    if first.expose() != again.expose() {
+        return Err(StartError::Passphrase(
+            "the two passphrases differ; nothing was created, start again".into(),
+        ));
+    }
+    Ok(Some(first))
+}
+
 fn check_our_agent(pid: i32) -> Result<(), StartError> {
     let not = |why: String| StartError::NotOurAgent { pid, why };
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
@@ -270,7 +356,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("signet-agent: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }
@@ -314,6 +400,8 @@ fn run(args: Args, inherited: systemd::Inherited, csh: bool) -> Result<(), Start
         }
     };
 
+    let mut args = args;
+    args.passphrase = vault_passphrase(args.store, &data_dir)?;
     let bound = match inherited.listener {
         // The manager's socket wins over -a: it is where clients were told to go.
         Some(activated) => {
@@ -356,7 +444,14 @@ fn run(args: Args, inherited: systemd::Inherited, csh: bool) -> Result<(), Start
                 } else if outcome.is_empty() {
                     Err(StartError::ExitedDuringStartup)
                 } else {
-                    Err(StartError::Detached(outcome.to_string()))
+                    let (code, text) = match outcome.strip_prefix("fail ") {
+                        Some(rest) => match rest.split_once(' ') {
+                            Some((c, t)) => (c.parse().unwrap_or(1), t),
+                            None => (1, rest),
+                        },
+                        None => (1, outcome),
+                    };
+                    Err(StartError::Detached(code, text.to_string()))
                 };
             }
             nix::unistd::ForkResult::Child => {
@@ -373,7 +468,7 @@ fn run(args: Args, inherited: systemd::Inherited, csh: bool) -> Result<(), Start
 
     let result = serve(args, config, bound, data_dir, &sock_text, csh, &mut ready);
     if let Err(e) = &result {
-        ready.say(&e.to_string());
+        ready.say(&format!("fail {} {e}", e.exit_code()));
     }
     result
 }
@@ -426,7 +521,7 @@ fn detach_stdio() {
 }
 
 fn serve(
-    args: Args,
+    mut args: Args,
     config: Config,
     bound: server::BoundSocket,
     data_dir: PathBuf,
@@ -438,14 +533,15 @@ fn serve(
         tracing::warn!("{problem}");
     }
     raise_fd_limit(config.max_connections);
-    if matches!(args.store, StoreChoice::Keyutils | StoreChoice::Auto)
-        && let Err(e) = keyring::join_session_keyring()
-    {
+    // Whatever the store, `signet migrate --to keyutils` may need one later.
+    if let Err(e) = keyring::join_session_keyring() {
         tracing::debug!(error = %e, "cannot join a session keyring");
     }
     let started = Instant::now();
-    let (store, warning, recovery) = Store::open(&data_dir, args.store, config.keyring_timeout())
-        .inspect_err(|_| bound.remove())?;
+    let passphrase = args.passphrase.take();
+    let (store, warning, recovery) =
+        Store::open_with_passphrase(&data_dir, args.store, config.keyring_timeout(), passphrase)
+            .inspect_err(|_| bound.remove())?;
     if let Some(w) = warning {
         tracing::warn!("{w}");
         ready.warn(&w);

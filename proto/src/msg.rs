@@ -90,6 +90,20 @@ pub enum Request {
     Unlock {
         passphrase: Option<Secret>,
     },
+    /// `signet vault passwd`: re-seal every secret of the vault file under
+    /// `new`, after checking `old`, in one atomic replacement of the file;
+    /// answered with `Ok`.
+    VaultPasswd {
+        old: Secret,
+        new: Secret,
+    },
+    /// `signet migrate --to STORE`: move every token's secret into another
+    /// store (`file`, `secret-service` or `keyutils`); `passphrase` opens or
+    /// creates the vault when the target is `file`. Answered with `Migrated`.
+    Migrate {
+        to: String,
+        passphrase: Option<Secret>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -125,6 +139,8 @@ pub enum Response {
     /// A proxy is listening; `credential` is its local credential.
     ProxyStarted(ProxyInfo),
     Proxies(Vec<ProxyInfo>),
+    /// What `migrate` did.
+    Migrated(MigrateOutcome),
 }
 
 /// `signet proxy NAME [--listen ADDR | --unix PATH] [--tls]`.
@@ -163,6 +179,19 @@ pub struct ProxyInfo {
     pub started: i64,
     /// Whether it dies with the connection that started it.
     pub tied: bool,
+}
+
+/// The answer to `Migrate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrateOutcome {
+    /// The store the secrets were in.
+    pub from: String,
+    /// The store they are in now; the agent uses it from now on.
+    pub to: String,
+    /// Tokens moved (every token of the agent, whoever owns it).
+    pub moved: u32,
+    /// Copies the old store refused to delete: they stay there, unused.
+    pub left_behind: u32,
 }
 
 /// `signet maas login NAME URL [--username U]`.
@@ -347,7 +376,7 @@ pub struct StatusInfo {
     pub pid: u32,
     pub version: String,
     pub protocol: u32,
-    /// `secret-service` or `keyutils`.
+    /// `secret-service`, `keyutils` or `file`.
     pub store: String,
     /// Tokens the caller owns.
     pub tokens: u32,

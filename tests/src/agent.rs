@@ -22,16 +22,23 @@ use crate::{keyutils, skip};
 pub enum Backend {
     SecretService,
     Keyutils,
+    /// The encrypted vault file, its passphrase in [`TestEnv::passphrase_file`].
+    File,
 }
 
 impl Backend {
-    fn flag(self) -> &'static str {
+    /// The agent's `--store` value.
+    pub fn flag(self) -> &'static str {
         match self {
             Backend::SecretService => "secret-service",
             Backend::Keyutils => "keyutils",
+            Backend::File => "file",
         }
     }
 }
+
+/// The passphrase a [`Backend::File`] world's vault is created with.
+pub const VAULT_PASSPHRASE: &str = "correct horse battery staple";
 
 /// A running `signet-agent -D`.
 pub struct AgentProc {
@@ -59,6 +66,11 @@ pub struct TestEnv {
     pub agent_args: Vec<String>,
     /// Extra environment for the agent only (e.g. `SIGNET_ASKPASS`).
     pub agent_env: Vec<(String, String)>,
+    /// A `--store` value other than the backend's own (e.g. `auto`).
+    pub store: Option<&'static str>,
+    /// Test suites use a cheap vault KDF (see [`TestEnv::base_env`]); the
+    /// benchmark turns this off to measure the real one.
+    pub weak_vault_kdf: bool,
     starts: u32,
 }
 
@@ -84,6 +96,7 @@ impl TestEnv {
                 }
                 None
             }
+            Backend::File => None,
         };
         let env = TestEnv {
             root,
@@ -92,12 +105,17 @@ impl TestEnv {
             agent: None,
             agent_args: Vec::new(),
             agent_env: Vec::new(),
+            store: None,
+            weak_vault_kdf: true,
             starts: 0,
         };
         for d in [env.home(), env.runtime_dir(), env.config_dir()] {
             std::fs::create_dir_all(&d).expect("mkdir");
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        }
+        if backend == Backend::File {
+            env.set_vault_passphrase(VAULT_PASSPHRASE);
         }
         Some(env)
     }
@@ -131,6 +149,22 @@ impl TestEnv {
     pub fn socket(&self) -> PathBuf {
         self.runtime_dir().join("signet/agent.sock")
     }
+    /// The file SIGNET_VAULT_PASSPHRASE_FILE names in a [`Backend::File`] world.
+    pub fn passphrase_file(&self) -> PathBuf {
+        self.root.path().join("vault-passphrase")
+    }
+    /// The vault file of this world's data directory.
+    pub fn vault_file(&self) -> PathBuf {
+        self.data_dir().join("vault")
+    }
+
+    /// Writes `pass` into the passphrase file, readable by its owner only.
+    pub fn set_vault_passphrase(&self, pass: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let p = self.passphrase_file();
+        std::fs::write(&p, format!("{pass}\n")).expect("write passphrase file");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
 
     /// The environment every process of this world gets, and nothing else.
     pub fn base_env(&self) -> Vec<(String, String)> {
@@ -152,6 +186,18 @@ impl TestEnv {
         if let Some(s) = &self.session {
             v.extend(s.env().into_iter().filter(|(k, _)| k == "DBUS_SESSION_BUS_ADDRESS"));
         }
+        if self.backend == Backend::File || self.passphrase_file().exists() {
+            v.push((
+                "SIGNET_VAULT_PASSPHRASE_FILE".into(),
+                self.passphrase_file().display().to_string(),
+            ));
+        }
+        // Test suites only: a cheap key derivation for the vaults the tests
+        // create, so that each agent start does not spend half a second and
+        // 96 MiB on Argon2id. The real cost is measured in signet-bench.
+        if self.weak_vault_kdf {
+            v.push(("SIGNET_TEST_ONLY_WEAK_VAULT_KDF".into(), "1".into()));
+        }
         v
     }
 
@@ -165,7 +211,7 @@ impl TestEnv {
     /// The agent command line this world uses, without `-D`.
     pub fn agent_command(&self) -> Command {
         let mut c = self.command("signet-agent");
-        c.arg("--store").arg(self.backend.flag()).args(&self.agent_args);
+        c.arg("--store").arg(self.store.unwrap_or(self.backend.flag())).args(&self.agent_args);
         c.envs(self.agent_env.iter().map(|(k, v)| (k, v)));
         c
     }
@@ -292,10 +338,14 @@ impl TestEnv {
         self.signet(&full).json()
     }
 
-    /// The index file, parsed.
+    /// The index (snapshot and journal), as JSON.
     pub fn index(&self) -> serde_json::Value {
-        let text = std::fs::read_to_string(self.data_dir().join("index.json")).expect("index.json");
-        serde_json::from_str(&text).expect("index.json is JSON")
+        // The snapshot with the journal replayed, read as the agent reads it
+        // but without writing (an agent may be running).
+        let index = signet_agent::store::index::load(&self.data_dir())
+            .expect("the index loads")
+            .expect("an index exists");
+        serde_json::to_value(&index).expect("the index is JSON")
     }
 
     /// The keyring service under which this agent keeps its secrets.
@@ -303,13 +353,39 @@ impl TestEnv {
         format!("signet:{}", self.index()["store_id"].as_str().expect("store_id"))
     }
 
-    /// Every Secret Service item of this agent: (token id, secret).
+    /// Every Secret Service item, or vault entry, of this agent: (token id, secret).
     pub fn keyring_items(&self) -> Vec<(String, Vec<u8>)> {
+        // The store of record: the backend's, or where a migration moved them.
+        let recorded = self.index()["store"].as_str().map(str::to_string);
+        if recorded.as_deref() == Some("file")
+            || (recorded.is_none() && self.backend == Backend::File)
+        {
+            return self.vault_items(&self.vault_passphrase());
+        }
         let s = self.session.as_ref().expect("Secret Service world");
         let service = self.keyring_service();
         s.search(&[("service", service.as_str())])
             .into_iter()
             .map(|i| (i.attributes.get("username").cloned().unwrap_or_default(), i.secret))
+            .collect()
+    }
+
+    /// The passphrase in the passphrase file, without its newline.
+    pub fn vault_passphrase(&self) -> String {
+        let text = std::fs::read_to_string(self.passphrase_file()).expect("passphrase file");
+        text.trim_end_matches('\n').to_string()
+    }
+
+    /// Every entry of this agent's vault, opened with `pass`, read as the
+    /// agent would but without writing: (token id, secret).
+    pub fn vault_items(&self, pass: &str) -> Vec<(String, Vec<u8>)> {
+        let service = self.keyring_service();
+        let pass = signet_proto::Secret::from_str_value(pass);
+        signet_agent::store::vault::Vault::read_all(&self.vault_file(), &pass)
+            .expect("the vault opens")
+            .into_iter()
+            .filter(|(s, _, _)| *s == service)
+            .map(|(_, id, secret)| (id, secret.to_vec()))
             .collect()
     }
 

@@ -4,4 +4,5 @@ pub mod access;
 pub mod http;
 pub mod lifecycle;
 pub mod proxy;
+pub mod store;
 pub mod tokens;

@@ -21,6 +21,7 @@ mod list_tokens;
 mod lock;
 mod maas_import;
 mod maas_login;
+mod migrate;
 mod perform;
 mod proxy;
 mod remove;
@@ -31,6 +32,7 @@ mod show;
 mod sign;
 mod status;
 mod unlock;
+mod vault_passwd;
 mod whoami;
 
 use signet_proto::{ErrorCode, Failure, LifecycleOp, Request, Response};
@@ -103,6 +105,8 @@ pub async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
         Request::ProxyList => Ok(proxy::list(agent, peer)),
         Request::Lock { passphrase } => lock::apply(agent, peer, passphrase).await,
         Request::Unlock { passphrase } => unlock::apply(agent, peer, passphrase).await,
+        Request::VaultPasswd { old, new } => vault_passwd::apply(agent, peer, old, new).await,
+        Request::Migrate { to, passphrase } => migrate::apply(agent, peer, &to, passphrase).await,
     };
     conn.send(&result.unwrap_or_else(Response::Failure)).await
 }

@@ -1,8 +1,9 @@
 //! Secrets in the OS keyring, behind one small trait.
 //!
-//! Two backends, both through keyring-core's store crates: the Secret Service
-//! (org.freedesktop.secrets on the session bus: gnome-keyring, KeePassXC, …)
-//! and the kernel keyring (keyutils). Each secret is one keyring entry whose
+//! Three backends, all keyring-core credential stores: the Secret Service
+//! (org.freedesktop.secrets on the session bus: gnome-keyring, KeePassXC, …),
+//! the kernel keyring (keyutils), and the encrypted vault file of
+//! [`super::vault`]. Each secret is one keyring entry whose
 //! service is `signet:<store id>` (so two agents with different data
 //! directories never touch each other's entries) and whose user is the
 //! token's immutable id (so a rename never touches the secret).
@@ -13,6 +14,7 @@
 //! serialises access to a service that is not built for concurrent writers.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -20,16 +22,34 @@ use std::time::Duration;
 use keyring_core::{CredentialStore, Entry, Error as KrError};
 use signet_proto::Secret;
 
+use super::vault::{KdfParams, Vault, VaultError, VaultStore};
+
 /// Which keyring to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreChoice {
     Auto,
     SecretService,
     Keyutils,
+    /// The encrypted vault file in the data directory.
+    File,
     /// In memory only, gone with the process: for fuzzing and in-process
     /// tests, never for users (the binary does not offer it).
     #[cfg(feature = "memory-store")]
     Memory,
+}
+
+impl StoreChoice {
+    /// The store's name as `--store` takes it; `None` for `auto`.
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            StoreChoice::Auto => None,
+            StoreChoice::SecretService => Some("secret-service"),
+            StoreChoice::Keyutils => Some("keyutils"),
+            StoreChoice::File => Some("file"),
+            #[cfg(feature = "memory-store")]
+            StoreChoice::Memory => Some("memory"),
+        }
+    }
 }
 
 impl std::str::FromStr for StoreChoice {
@@ -39,7 +59,10 @@ impl std::str::FromStr for StoreChoice {
             "auto" => Ok(StoreChoice::Auto),
             "secret-service" => Ok(StoreChoice::SecretService),
             "keyutils" => Ok(StoreChoice::Keyutils),
-            _ => Err(format!("unknown store `{s}`; expected auto, secret-service or keyutils")),
+            "file" => Ok(StoreChoice::File),
+            _ => {
+                Err(format!("unknown store `{s}`; expected auto, secret-service, keyutils or file"))
+            }
         }
     }
 }
@@ -59,6 +82,24 @@ pub enum KeyringError {
     /// No keyring of the chosen kind can be used; says what to do.
     #[error("{0}")]
     Unavailable(String),
+    #[error("wrong vault passphrase")]
+    WrongPassphrase,
+    /// The vault exists or was asked for, but no passphrase was given.
+    #[error(
+        "the vault needs a passphrase: start the agent from a terminal to type it, or set SIGNET_VAULT_PASSPHRASE_FILE to a file only you can read"
+    )]
+    NoPassphrase,
+    #[error("{0}")]
+    Vault(String),
+}
+
+impl From<VaultError> for KeyringError {
+    fn from(e: VaultError) -> Self {
+        match e {
+            VaultError::WrongPassphrase => KeyringError::WrongPassphrase,
+            other => KeyringError::Vault(other.to_string()),
+        }
+    }
 }
 
 impl From<KrError> for KeyringError {
@@ -90,6 +131,8 @@ pub trait SecretBackend {
     /// The ids of every entry of this store, where the keyring can search
     /// (the Secret Service can, the kernel keyring store cannot).
     fn list_ids(&self) -> Result<Option<Vec<String>>, KeyringError>;
+    /// Re-seals every secret under a new passphrase: the vault only.
+    fn change_passphrase(&self, old: &Secret, new: &Secret) -> Result<(), KeyringError>;
 }
 
 struct CoreBackend {
@@ -97,6 +140,7 @@ struct CoreBackend {
     service: String,
     searchable: bool,
     labelled: bool,
+    vault: Option<Arc<Vault>>,
 }
 
 impl CoreBackend {
@@ -141,6 +185,37 @@ impl SecretBackend for CoreBackend {
                 .collect(),
         ))
     }
+
+    fn change_passphrase(&self, old: &Secret, new: &Secret) -> Result<(), KeyringError> {
+        match &self.vault {
+            Some(v) => Ok(v.change_passphrase(old, new)?),
+            None => Err(KeyringError::Unavailable(
+                "this agent keeps its tokens in a keyring, not in a vault file: there is no vault passphrase to change".into(),
+            )),
+        }
+    }
+}
+
+/// What opening the vault needs, when the choice may land on it.
+pub struct VaultAccess {
+    /// The data directory the vault file lives in.
+    pub dir: PathBuf,
+    /// Given once per agent life; `None` when none was given.
+    pub passphrase: Option<Secret>,
+}
+
+/// Opens the vault in `access.dir`, creating it when there is none.
+fn open_vault(service: String, access: &VaultAccess) -> Result<CoreBackend, KeyringError> {
+    let pass = access.passphrase.as_ref().ok_or(KeyringError::NoPassphrase)?;
+    let path = Vault::path_in(&access.dir);
+    let vault = if path.exists() {
+        Vault::open(&path, pass)?
+    } else {
+        Vault::create(&path, pass, KdfParams::for_new_vault())?
+    };
+    let vault = Arc::new(vault);
+    let store: Arc<CredentialStore> = VaultStore::new(vault.clone());
+    Ok(CoreBackend { store, service, searchable: true, labelled: false, vault: Some(vault) })
 }
 
 /// The keyring-core service name of a store.
@@ -160,7 +235,7 @@ fn open_secret_service(service: String) -> Result<CoreBackend, KeyringError> {
             KeyringError::from(e)
         ))
     })?;
-    let backend = CoreBackend { store, service, searchable: true, labelled: true };
+    let backend = CoreBackend { store, service, searchable: true, labelled: true, vault: None };
     // A Secret Service that answers can still be locked (a session whose
     // login keyring was never unlocked): find out now, not at the first add.
     probe(&backend).map_err(|e| {
@@ -192,7 +267,7 @@ fn open_keyutils(service: String) -> Result<CoreBackend, KeyringError> {
             KeyringError::from(e)
         ))
     })?;
-    let backend = CoreBackend { store, service, searchable: false, labelled: false };
+    let backend = CoreBackend { store, service, searchable: false, labelled: false, vault: None };
     // A store that builds can still refuse every write (no session keyring
     // possessed, seccomp): prove it works before serving anything.
     probe(&backend).map_err(|e| {
@@ -220,6 +295,7 @@ impl Keyring {
         choice: StoreChoice,
         store_id: &str,
         timeout: Duration,
+        vault: VaultAccess,
     ) -> Result<(Keyring, Option<String>), KeyringError> {
         let service = service_name(store_id);
         let (tx, rx) = mpsc::channel::<Job>();
@@ -232,21 +308,25 @@ impl Keyring {
                         open_secret_service(service).map(|b| (b, "secret-service", None))
                     }
                     StoreChoice::Keyutils => open_keyutils(service).map(|b| (b, "keyutils", None)),
+                    StoreChoice::File => open_vault(service, &vault).map(|b| (b, "file", None)),
                     #[cfg(feature = "memory-store")]
                     StoreChoice::Memory => keyring_core::mock::Store::new()
                         .map_err(KeyringError::from)
                         .map(|store| {
-                            let b = CoreBackend { store, service, searchable: false, labelled: false };
+                            let b = CoreBackend { store, service, searchable: false, labelled: false, vault: None };
                             (b, "memory", None)
                         }),
                     StoreChoice::Auto => match open_secret_service(service.clone()) {
                         Ok(b) => Ok((b, "secret-service", None)),
+                        Err(_) if Vault::exists_in(&vault.dir) => {
+                            open_vault(service, &vault).map(|b| (b, "file", None))
+                        }
                         Err(ss_err) => match open_keyutils(service) {
                             Ok(b) => Ok((
                                 b,
                                 "keyutils",
                                 Some(format!(
-                                    "no Secret Service ({ss_err}); using the kernel keyring: tokens will not survive a reboot"
+                                    "no Secret Service ({ss_err}); using the kernel keyring: tokens will not survive a reboot (`--store file` keeps them in an encrypted vault file instead)"
                                 )),
                             )),
                             Err(ku_err) => Err(KeyringError::Unavailable(format!(
@@ -270,7 +350,9 @@ impl Keyring {
                 }
             })
             .map_err(|e| KeyringError::Unavailable(format!("cannot start the keyring thread: {e}")))?;
-        let wait = timeout.max(Duration::from_secs(1));
+        // Opening the vault runs a deliberately slow key derivation.
+        let floor = if matches!(choice, StoreChoice::File | StoreChoice::Auto) { 60 } else { 1 };
+        let wait = timeout.max(Duration::from_secs(floor));
         match ready_rx.recv_timeout(wait) {
             Ok(Ok((name, warning))) => Ok((Keyring { tx, name, timeout }, warning)),
             Ok(Err(e)) => Err(e),
@@ -278,7 +360,7 @@ impl Keyring {
         }
     }
 
-    /// `secret-service` or `keyutils`.
+    /// `secret-service`, `keyutils` or `file`.
     pub fn name(&self) -> &'static str {
         self.name
     }

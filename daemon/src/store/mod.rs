@@ -14,6 +14,7 @@
 
 pub mod index;
 pub mod keyring;
+pub mod vault;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -22,10 +23,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use signet_proto::{ErrorCode, Failure, Secret};
+use signet_proto::{ErrorCode, Failure, MigrateOutcome, Secret};
 
-use self::index::{Entry, EntryState, Index, IndexError};
-use self::keyring::{Keyring, KeyringError, StoreChoice};
+use self::index::{Change, Entry, EntryState, Index, IndexError, Journal};
+use self::keyring::{Keyring, KeyringError, StoreChoice, VaultAccess};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -54,9 +55,13 @@ fn lock_poisoned() -> StoreError {
 
 pub struct Store {
     dir: PathBuf,
-    keyring: Keyring,
+    /// Replaced, once, by a migration to another store.
+    keyring: RwLock<Keyring>,
+    keyring_timeout: std::time::Duration,
     /// The published index: what reads see.
     index: RwLock<Index>,
+    /// Where changes go before they are published.
+    journal: Arc<Mutex<Journal>>,
     /// Serialises changes: held across index write, keyring call, index write.
     writer: tokio::sync::Mutex<()>,
     cache: Mutex<HashMap<String, Arc<Secret>>>,
@@ -116,6 +121,9 @@ impl From<StoreError> for Failure {
                     KeyringError::Locked(_) => f.with_hint(
                         "unlock your keyring (e.g. log in to the desktop session, or `gnome-keyring-daemon --unlock`) and try again",
                     ),
+                    KeyringError::WrongPassphrase => {
+                        f.with_hint("nothing was changed; give the vault's current passphrase")
+                    }
                     _ => f,
                 }
             }
@@ -138,33 +146,63 @@ impl Store {
         choice: StoreChoice,
         keyring_timeout: std::time::Duration,
     ) -> Result<(Store, Option<String>, Recovery), StoreError> {
+        Store::open_with_passphrase(dir, choice, keyring_timeout, None)
+    }
+
+    /// [`Store::open`], with the vault passphrase for `--store file` (or
+    /// `auto` landing on an existing vault).
+    pub fn open_with_passphrase(
+        dir: &Path,
+        choice: StoreChoice,
+        keyring_timeout: std::time::Duration,
+        passphrase: Option<Secret>,
+    ) -> Result<(Store, Option<String>, Recovery), StoreError> {
         crate::paths::ensure_private_dir(dir)?;
         let lock = lock_data_dir(dir)?;
-        let index = match index::load(dir)? {
-            Some(i) => i,
+        let (index, journalled) = match index::load_with_journal(dir, true)? {
+            Some(loaded) => loaded,
             None => {
                 let i = Index::new(random_id()?);
                 index::save(dir, &i)?;
-                i
+                (i, 0)
             }
         };
-        let (keyring, warning) = Keyring::open(choice, &index.store_id, keyring_timeout)?;
+        let journal = index::open_journal(dir, journalled)?;
+        let (choice, mut notes) = resolve_choice(dir, &index, choice)?;
+        let vault = VaultAccess { dir: dir.to_path_buf(), passphrase };
+        let (keyring, warning) = Keyring::open(choice, &index.store_id, keyring_timeout, vault)?;
+        notes.extend(warning);
+        let warning = if notes.is_empty() { None } else { Some(notes.join("; ")) };
+        let record = keyring.name() != "memory" && index.store.as_deref() != Some(keyring.name());
         let store = Store {
             dir: dir.to_path_buf(),
-            keyring,
+            keyring: RwLock::new(keyring),
+            keyring_timeout,
             index: RwLock::new(index),
+            journal: Arc::new(Mutex::new(journal)),
             writer: tokio::sync::Mutex::new(()),
             cache: Mutex::new(HashMap::new()),
             sealed: AtomicBool::new(false),
             usage: Mutex::new(HashMap::new()),
             _lock: lock,
         };
+        if record {
+            let previous_store = store.read()?.previous_store.clone();
+            let name = store.keyring_name().to_string();
+            store.commit_blocking(vec![Change::Store { store: Some(name), previous_store }])?;
+        }
         let recovery = store.recover()?;
+        store.finish_migration();
         Ok((store, warning, recovery))
     }
 
+    /// The keyring in use now.
+    fn keyring(&self) -> Result<Keyring, StoreError> {
+        Ok(self.keyring.read().map_err(|_| lock_poisoned())?.clone())
+    }
+
     pub fn keyring_name(&self) -> &'static str {
-        self.keyring.name()
+        self.keyring().map(|k| k.name()).unwrap_or("unknown")
     }
 
     pub fn store_id(&self) -> String {
@@ -184,37 +222,36 @@ impl Store {
     /// (where the keyring can list them). An entry whose keyring call fails
     /// (a locked keyring) stays pending, hidden, for the next start.
     fn recover(&self) -> Result<Recovery, StoreError> {
-        let mut idx = self.read()?.clone();
+        let pending: Vec<Entry> =
+            self.read()?.tokens.iter().filter(|e| e.state != EntryState::Active).cloned().collect();
         let mut report = Recovery::default();
-        let mut keep = Vec::with_capacity(idx.tokens.len());
-        for e in std::mem::take(&mut idx.tokens) {
-            if e.state == EntryState::Active {
-                keep.push(e);
-                continue;
-            }
+        let mut changes = Vec::new();
+        for e in pending {
             let id = e.id.clone();
-            match self.keyring.call(move |b| b.delete(&id)) {
+            match self.keyring()?.call(move |b| b.delete(&id)) {
                 Ok(()) if e.state == EntryState::Adding => report.rolled_back += 1,
                 Ok(()) => report.rolled_forward += 1,
                 Err(err) => {
                     tracing::warn!(token = %e.name, error = %err, "cannot finish an interrupted change; will retry at next start");
                     report.pending += 1;
-                    keep.push(e);
+                    continue;
                 }
             }
+            changes.push(Change::Delete(e.id));
         }
-        idx.tokens = keep;
-        if report.rolled_back + report.rolled_forward > 0 {
-            index::save(&self.dir, &idx)?;
+        if !changes.is_empty() {
+            self.commit_blocking(changes)?;
         }
-        match self.keyring.call(|b| b.list_ids()) {
+        match self.keyring()?.call(|b| b.list_ids()) {
             Ok(Some(ids)) => {
+                let known: std::collections::HashSet<String> =
+                    self.read()?.tokens.iter().map(|e| e.id.clone()).collect();
                 for id in ids {
-                    if idx.tokens.iter().any(|e| e.id == id) {
+                    if known.contains(&id) {
                         continue;
                     }
                     let del = id.clone();
-                    match self.keyring.call(move |b| b.delete(&del)) {
+                    match self.keyring()?.call(move |b| b.delete(&del)) {
                         Ok(()) => report.orphans_removed += 1,
                         Err(err) => {
                             tracing::warn!(%id, error = %err, "cannot delete an orphaned keyring entry")
@@ -225,8 +262,147 @@ impl Store {
             Ok(None) => {}
             Err(err) => tracing::warn!(error = %err, "cannot list keyring entries to find orphans"),
         }
-        *self.index.write().map_err(|_| lock_poisoned())? = idx;
         Ok(report)
+    }
+
+    /// Deletes the old copies a migration cut short left in its source
+    /// store, when that store can be opened without asking anyone.
+    fn finish_migration(&self) {
+        let Ok(idx) = self.read().map(|i| i.clone()) else { return };
+        let Some(prev) = idx.previous_store.clone() else { return };
+        let outcome =
+            prev.parse::<StoreChoice>().map_err(KeyringError::Unavailable).and_then(|c| {
+                let vault = VaultAccess { dir: self.dir.clone(), passphrase: None };
+                Keyring::open(c, &idx.store_id, self.keyring_timeout, vault)
+            });
+        let mut left = 0usize;
+        match outcome {
+            Ok((old, _)) => {
+                for e in &idx.tokens {
+                    let id = e.id.clone();
+                    if old.call(move |b| b.delete(&id)).is_err() {
+                        left += 1;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(store = %prev, error = %e, "cannot open the store a migration left copies in; they stay there");
+            }
+        }
+        if left > 0 {
+            tracing::warn!(store = %prev, left, "old copies of migrated secrets could not be deleted");
+        }
+        let done = Change::Store { store: idx.store.clone(), previous_store: None };
+        if let Err(e) = self.commit_blocking(vec![done]) {
+            tracing::warn!(error = %e, "cannot record the end of a migration");
+        }
+    }
+
+    /// Moves every secret into the store `to`, with no moment at which a
+    /// token's secret is in neither: each is copied and read back, then one
+    /// index write makes `to` the store of record (a crash before it leaves
+    /// the old store in use, one after it the new), and only then are the
+    /// old copies deleted. The agent uses `to` from then on.
+    pub async fn migrate(
+        &self,
+        to: StoreChoice,
+        passphrase: Option<Secret>,
+    ) -> Result<MigrateOutcome, StoreError> {
+        let _w = self.writer.lock().await;
+        let from = self.keyring()?;
+        let Some(to_name) = to.name() else {
+            return Err(StoreError::Setup("migrate to file, secret-service or keyutils".into()));
+        };
+        if from.name() == to_name {
+            return Err(StoreError::Setup(format!(
+                "the secrets are already in the {to_name} store"
+            )));
+        }
+        let store_id = self.store_id();
+        let (dir, timeout) = (self.dir.clone(), self.keyring_timeout);
+        let (target, _) = tokio::task::spawn_blocking(move || {
+            Keyring::open(to, &store_id, timeout, VaultAccess { dir, passphrase })
+        })
+        .await
+        .map_err(|e| StoreError::Setup(format!("cannot open the target store: {e}")))??;
+
+        let ids: Vec<String> = self
+            .read()?
+            .tokens
+            .iter()
+            .filter(|e| e.state == EntryState::Active)
+            .map(|e| e.id.clone())
+            .collect();
+        let mut copied: Vec<String> = Vec::with_capacity(ids.len());
+        for id in &ids {
+            let result = self.copy_secret(&from, &target, id).await;
+            if let Err(e) = result {
+                // The old store is still the store of record: take the
+                // copies out of the new one again, as far as it lets us.
+                for done in copied.iter().chain(std::iter::once(id)) {
+                    let done = done.clone();
+                    let _ = target.call_async(move |b| b.delete(&done)).await;
+                }
+                return Err(e);
+            }
+            copied.push(id.clone());
+        }
+
+        let store = Some(to_name.to_string());
+        let switch =
+            Change::Store { store: store.clone(), previous_store: Some(from.name().to_string()) };
+        self.commit(vec![switch]).await?;
+        *self.keyring.write().map_err(|_| lock_poisoned())? = target;
+
+        let mut left_behind = 0u32;
+        for id in &ids {
+            let id = id.clone();
+            if from.call_async(move |b| b.delete(&id)).await.is_err() {
+                left_behind += 1;
+            }
+        }
+        if left_behind == 0 {
+            self.commit(vec![Change::Store { store, previous_store: None }]).await?;
+        }
+        Ok(MigrateOutcome {
+            from: from.name().to_string(),
+            to: to_name.to_string(),
+            moved: u32::try_from(ids.len()).unwrap_or(u32::MAX),
+            left_behind,
+        })
+    }
+
+    /// Copies one secret from `from` to `to` and reads it back.
+    async fn copy_secret(&self, from: &Keyring, to: &Keyring, id: &str) -> Result<(), StoreError> {
+        let cached = self.cache.lock().map_err(|_| lock_poisoned())?.get(id).cloned();
+        let secret = match cached {
+            Some(s) => s,
+            None => {
+                let id = id.to_string();
+                Arc::new(from.call_async(move |b| b.get(&id)).await?)
+            }
+        };
+        let (put, sid) = (secret.clone(), id.to_string());
+        to.call_async(move |b| b.set(&sid, &put)).await?;
+        let sid = id.to_string();
+        let back = to.call_async(move |b| b.get(&sid)).await?;
+        if back.expose() != secret.expose() {
+            return Err(StoreError::Keyring(KeyringError::Failure(
+                "a secret read back from the new store differs from the one written".into(),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Re-seals the vault under a new passphrase (`--store file` only).
+    pub async fn change_vault_passphrase(
+        &self,
+        old: Secret,
+        new: Secret,
+    ) -> Result<(), StoreError> {
+        let _w = self.writer.lock().await;
+        let kr = self.keyring()?;
+        Ok(kr.call_async(move |b| b.change_passphrase(&old, &new)).await?)
     }
 
     /// The active tokens of `owner`, sorted by name.
@@ -262,16 +438,53 @@ impl Store {
         Ok(e)
     }
 
-    /// Writes `idx` durably, then publishes it. Only called under the
-    /// writer lock, so nothing else changes the index meanwhile.
-    async fn commit(&self, idx: Index) -> Result<(), StoreError> {
-        let dir = self.dir.clone();
-        let to_save = idx.clone();
-        tokio::task::spawn_blocking(move || index::save(&dir, &to_save))
-            .await
-            .map_err(|e| StoreError::Setup(format!("index writer failed: {e}")))??;
-        *self.index.write().map_err(|_| lock_poisoned())? = idx;
+    /// Journals `changes` durably, then publishes them. Only called under
+    /// the writer lock (or before serving), so nothing else changes the
+    /// index meanwhile.
+    async fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+        let journal = self.journal.clone();
+        let changes = tokio::task::spawn_blocking(move || {
+            journal.lock().map_err(|_| lock_poisoned())?.append(&changes)?;
+            Ok::<_, StoreError>(changes)
+        })
+        .await
+        .map_err(|e| StoreError::Setup(format!("index writer failed: {e}")))??;
+        if let Some(snapshot) = self.publish(&changes)? {
+            let journal = self.journal.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                journal.lock().map_err(|_| lock_poisoned())?.compact(&snapshot)?;
+                Ok::<_, StoreError>(())
+            })
+            .await;
+            if let Ok(Err(e)) = done {
+                // The journal holds every change: compaction retries later.
+                tracing::warn!(error = %e, "cannot compact the index yet");
+            }
+        }
         Ok(())
+    }
+
+    /// [`Store::commit`] for blocking contexts (start-up).
+    fn commit_blocking(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+        self.journal.lock().map_err(|_| lock_poisoned())?.append(&changes)?;
+        if let Some(snapshot) = self.publish(&changes)?
+            && let Err(e) = self.journal.lock().map_err(|_| lock_poisoned())?.compact(&snapshot)
+        {
+            tracing::warn!(error = %e, "cannot compact the index yet");
+        }
+        Ok(())
+    }
+
+    /// Applies journalled changes to the published index; returns a
+    /// snapshot to write when the journal has grown enough to fold it in.
+    fn publish(&self, changes: &[Change]) -> Result<Option<Index>, StoreError> {
+        let mut idx = self.index.write().map_err(|_| lock_poisoned())?;
+        for c in changes {
+            idx.apply(c);
+        }
+        let compact =
+            self.journal.lock().map_err(|_| lock_poisoned())?.wants_compaction(idx.tokens.len());
+        Ok(compact.then(|| idx.clone()))
     }
 
     /// Adds a token: index entry `adding`, secret into the keyring, entry
@@ -283,24 +496,23 @@ impl Store {
         limit: Option<u32>,
     ) -> Result<Entry, StoreError> {
         let _w = self.writer.lock().await;
-        let mut idx = self.read()?.clone();
-        if idx.name_taken(entry.owner_uid, &entry.name) {
-            return Err(StoreError::Exists(entry.name));
-        }
-        if let Some(limit) = limit
-            && idx.count_owned(entry.owner_uid) >= limit as usize
         {
-            return Err(StoreError::LimitReached(limit));
+            let idx = self.read()?;
+            if idx.name_taken(entry.owner_uid, &entry.name) {
+                return Err(StoreError::Exists(entry.name));
+            }
+            if let Some(limit) = limit
+                && idx.count_owned(entry.owner_uid) >= limit as usize
+            {
+                return Err(StoreError::LimitReached(limit));
+            }
         }
         entry.id = random_id()?;
         entry.state = EntryState::Adding;
-        let secret = self.put_pending(&mut idx, &entry, secret).await?;
+        let secret = self.put_pending(&entry, secret).await?;
 
-        if let Some(t) = idx.by_id_mut(&entry.id) {
-            t.state = EntryState::Active;
-        }
         entry.state = EntryState::Active;
-        self.commit(idx).await?;
+        self.commit(vec![Change::Put(Box::new(entry.clone()))]).await?;
         // Sealed meanwhile: the token is stored, only not cached.
         let _ = self.cache_insert(&entry.id, secret);
         Ok(entry)
@@ -311,22 +523,15 @@ impl Store {
     /// the keyring may hold half a write, so it is deleted while the entry
     /// still says `adding`; if that fails too, the entry stays pending and
     /// start-up recovery deletes it.
-    async fn put_pending(
-        &self,
-        idx: &mut Index,
-        entry: &Entry,
-        secret: Secret,
-    ) -> Result<Arc<Secret>, StoreError> {
-        idx.tokens.push(entry.clone());
-        self.commit(idx.clone()).await?;
+    async fn put_pending(&self, entry: &Entry, secret: Secret) -> Result<Arc<Secret>, StoreError> {
+        self.commit(vec![Change::Put(Box::new(entry.clone()))]).await?;
         let id = entry.id.clone();
         let secret = Arc::new(secret);
         let to_keyring = secret.clone();
-        if let Err(e) = self.keyring.call_async(move |b| b.set(&id, &to_keyring)).await {
-            idx.tokens.retain(|t| t.id != entry.id);
+        if let Err(e) = self.keyring()?.call_async(move |b| b.set(&id, &to_keyring)).await {
             let id = entry.id.clone();
-            if self.keyring.call_async(move |b| b.delete(&id)).await.is_ok() {
-                self.commit(idx.clone()).await?;
+            if self.keyring()?.call_async(move |b| b.delete(&id)).await.is_ok() {
+                self.commit(vec![Change::Delete(entry.id.clone())]).await?;
             }
             return Err(e.into());
         }
@@ -337,69 +542,67 @@ impl Store {
     /// gone. If the keyring refuses, the token stays as it was.
     pub async fn remove(&self, owner: u32, name: &str) -> Result<Entry, StoreError> {
         let _w = self.writer.lock().await;
-        let idx = self.read()?.clone();
-        let entry =
-            idx.find(owner, name).cloned().ok_or_else(|| StoreError::NoSuchToken(name.into()))?;
-        self.remove_held(idx, entry).await
+        let entry = self
+            .read()?
+            .find(owner, name)
+            .cloned()
+            .ok_or_else(|| StoreError::NoSuchToken(name.into()))?;
+        self.remove_held(entry).await
     }
 
     /// Removes the active token with this id, whatever it is called now.
     pub async fn remove_id(&self, id: &str) -> Result<Entry, StoreError> {
         let _w = self.writer.lock().await;
-        let idx = self.read()?.clone();
-        let entry = idx
+        let entry = self
+            .read()?
             .tokens
             .iter()
             .find(|e| e.id == id && e.state == EntryState::Active)
             .cloned()
             .ok_or_else(|| StoreError::NoSuchToken(id.into()))?;
-        self.remove_held(idx, entry).await
+        self.remove_held(entry).await
     }
 
     /// The steps of a removal, under the writer lock.
-    async fn remove_held(&self, mut idx: Index, entry: Entry) -> Result<Entry, StoreError> {
-        if let Some(t) = idx.by_id_mut(&entry.id) {
-            t.state = EntryState::Removing;
-        }
-        self.commit(idx.clone()).await?;
+    async fn remove_held(&self, entry: Entry) -> Result<Entry, StoreError> {
+        let mut removing = entry.clone();
+        removing.state = EntryState::Removing;
+        self.commit(vec![Change::Put(Box::new(removing))]).await?;
         self.forget(&entry.id)?;
 
         let id = entry.id.clone();
-        if let Err(e) = self.keyring.call_async(move |b| b.delete(&id)).await {
-            if let Some(t) = idx.by_id_mut(&entry.id) {
-                t.state = EntryState::Active;
-            }
-            self.commit(idx).await?;
+        if let Err(e) = self.keyring()?.call_async(move |b| b.delete(&id)).await {
+            self.commit(vec![Change::Put(Box::new(entry))]).await?;
             return Err(e.into());
         }
-        idx.tokens.retain(|t| t.id != entry.id);
-        self.commit(idx).await?;
+        self.commit(vec![Change::Delete(entry.id.clone())]).await?;
         Ok(entry)
     }
 
     /// Renames a token: one atomic index write; the keyring is not touched.
     pub async fn rename(&self, owner: u32, old: &str, new: &str) -> Result<Entry, StoreError> {
         let _w = self.writer.lock().await;
-        let mut idx = self.read()?.clone();
-        let current =
-            idx.find(owner, old).cloned().ok_or_else(|| StoreError::NoSuchToken(old.into()))?;
-        if old == new {
-            return Ok(current);
-        }
-        if idx.name_taken(owner, new) {
-            return Err(StoreError::Exists(new.into()));
-        }
-        let e = idx.find_mut(owner, old).ok_or_else(|| StoreError::NoSuchToken(old.into()))?;
-        e.name = new.to_string();
-        let renamed = e.clone();
-        self.commit(idx).await?;
+        let mut renamed = {
+            let idx = self.read()?;
+            let current =
+                idx.find(owner, old).cloned().ok_or_else(|| StoreError::NoSuchToken(old.into()))?;
+            if old == new {
+                return Ok(current);
+            }
+            if idx.name_taken(owner, new) {
+                return Err(StoreError::Exists(new.into()));
+            }
+            current
+        };
+        renamed.name = new.to_string();
+        self.commit(vec![Change::Put(Box::new(renamed.clone()))]).await?;
         Ok(renamed)
     }
 
     /// Replaces the secret (and the settings that describe it) of token
     /// `name`, keeping its name, in steps a crash cannot split: the new
     /// secret goes into the keyring under a new id while the old token is
-    /// untouched; then one index write makes the new entry active and marks
+    /// untouched; then one journal line makes the new entry active and marks
     /// the old one `removing`; then the old secret is deleted. Killed at any
     /// point, the token works afterwards with the old secret or the new one.
     pub async fn swap_secret(
@@ -412,36 +615,31 @@ impl Store {
         created: i64,
     ) -> Result<Entry, StoreError> {
         let _w = self.writer.lock().await;
-        let mut idx = self.read()?.clone();
-        let old =
-            idx.find(owner, name).cloned().ok_or_else(|| StoreError::NoSuchToken(name.into()))?;
+        let old = self
+            .read()?
+            .find(owner, name)
+            .cloned()
+            .ok_or_else(|| StoreError::NoSuchToken(name.into()))?;
         let mut new = old.clone();
         new.id = random_id()?;
         new.state = EntryState::Adding;
         new.params = params;
         new.expires = expires;
         new.created = created;
-        let secret = self.put_pending(&mut idx, &new, secret).await?;
+        let secret = self.put_pending(&new, secret).await?;
 
-        // The swap: one atomic index write.
-        for t in &mut idx.tokens {
-            if t.id == old.id {
-                t.state = EntryState::Removing;
-            } else if t.id == new.id {
-                t.state = EntryState::Active;
-            }
-        }
+        // The swap: one journal line, applied whole or not at all.
+        let mut retired = old.clone();
+        retired.state = EntryState::Removing;
         new.state = EntryState::Active;
-        self.commit(idx.clone()).await?;
+        self.commit(vec![Change::Put(Box::new(retired)), Change::Put(Box::new(new.clone()))])
+            .await?;
         self.forget(&old.id)?;
         let _ = self.cache_insert(&new.id, secret);
 
         let id = old.id.clone();
-        match self.keyring.call_async(move |b| b.delete(&id)).await {
-            Ok(()) => {
-                idx.tokens.retain(|t| t.id != old.id);
-                self.commit(idx).await?;
-            }
+        match self.keyring()?.call_async(move |b| b.delete(&id)).await {
+            Ok(()) => self.commit(vec![Change::Delete(old.id.clone())]).await?,
             // Left `removing`: start-up recovery deletes it.
             Err(e) => tracing::warn!(error = %e, "cannot delete the replaced secret yet"),
         }
@@ -461,7 +659,7 @@ impl Store {
             }
         }
         let id = entry.id.clone();
-        let s = Arc::new(self.keyring.call_async(move |b| b.get(&id)).await?);
+        let s = Arc::new(self.keyring()?.call_async(move |b| b.get(&id)).await?);
         self.cache_insert(&entry.id, s.clone())?;
         Ok(s)
     }
@@ -514,13 +712,18 @@ impl Store {
         if pending.is_empty() {
             return Ok(());
         }
-        let mut idx = self.read()?.clone();
-        for e in &mut idx.tokens {
-            if let Some(u) = pending.get(&e.id) {
-                apply_usage(e, *u);
-            }
-        }
-        if let Err(err) = self.commit(idx).await {
+        let changes: Vec<Change> = {
+            let idx = self.read()?;
+            pending
+                .iter()
+                .filter_map(|(id, u)| {
+                    let mut e = idx.by_id(id)?.clone();
+                    apply_usage(&mut e, *u);
+                    Some(Change::Put(Box::new(e)))
+                })
+                .collect()
+        };
+        if let Err(err) = self.commit(changes).await {
             // Not written: keep the counts for the next try.
             let mut usage = self.usage.lock().map_err(|_| lock_poisoned())?;
             for (id, u) in pending {
@@ -545,6 +748,38 @@ impl Store {
             c.clear();
         }
     }
+}
+
+/// The store to open: `auto` follows the store the index records (a
+/// migration may have moved the secrets); an explicit choice that differs
+/// from it is refused while the index has tokens, whose secrets would then
+/// be missing. Returns notes for the log.
+fn resolve_choice(
+    dir: &Path,
+    index: &Index,
+    choice: StoreChoice,
+) -> Result<(StoreChoice, Vec<String>), StoreError> {
+    let Some(recorded) = index.store.as_deref() else { return Ok((choice, Vec::new())) };
+    let Ok(recorded_choice) = recorded.parse::<StoreChoice>() else {
+        return Ok((choice, Vec::new()));
+    };
+    if choice == StoreChoice::Auto {
+        let mut notes = Vec::new();
+        if recorded_choice == StoreChoice::Keyutils {
+            notes.push(
+                "the secrets are in the kernel keyring: tokens will not survive a reboot (`signet migrate --to file` moves them into an encrypted vault file)".to_string(),
+            );
+        }
+        return Ok((recorded_choice, notes));
+    }
+    if choice != recorded_choice && !index.tokens.is_empty() {
+        return Err(StoreError::Setup(format!(
+            "the secrets of the tokens in {} are in the {recorded} store; start the agent with --store {recorded} (or auto), then `signet migrate --to {}` to move them",
+            dir.display(),
+            choice.name().unwrap_or("?"),
+        )));
+    }
+    Ok((choice, Vec::new()))
 }
 
 /// One agent per data directory: two writers would each publish their own

@@ -3,6 +3,7 @@
 //!
 //! ```sh
 //! cargo build --release --workspace && target/release/signet-bench
+//! target/release/signet-bench store     # the store at 10,000 tokens only
 //! ```
 //!
 //! Each floor is measured the way its subject is: the same warm-up, the same
@@ -305,12 +306,124 @@ fn pattern_file(dir: &Path, len: u64) -> PathBuf {
     path
 }
 
+/// Tokens in the store-scale measurements.
+const SCALE_TOKENS: usize = 10_000;
+
+/// The store at [`SCALE_TOKENS`] tokens: add latency, list, and agent start
+/// to ready with the kernel keyring and with the vault file.
+fn store_scale() {
+    let mut env = TestEnv::new(Backend::Keyutils).expect("the kernel keyring for the benchmark");
+    // The real Argon2id cost, as users get it.
+    env.weak_vault_kdf = false;
+    env.start_agent();
+    let mut c = Client::connect(Some(&env.socket())).expect("connect");
+    let mut adds = Vec::with_capacity(SCALE_TOKENS);
+    for i in 0..SCALE_TOKENS {
+        let t = signet_client::NewToken::new(
+            format!("t{i:05}"),
+            signet_client::TokenKind::Bearer,
+            "https://api.example/",
+            signet_client::Secret::from_str_value(&format!("secret-{i}")),
+        );
+        let start = Instant::now();
+        c.add(t).expect("add");
+        adds.push(start.elapsed());
+    }
+    let last = stats(adds[SCALE_TOKENS - 500..].to_vec());
+    let first = stats(adds[..500].to_vec());
+    let mut lists = Vec::new();
+    for _ in 0..9 {
+        let start = Instant::now();
+        let n = c.list().expect("list").len();
+        lists.push(start.elapsed());
+        assert_eq!(n, SCALE_TOKENS);
+    }
+    let list = stats(lists);
+    drop(c);
+
+    // Start to ready: the process from spawn to its eval line (-D prints
+    // it once the socket accepts connections), median of 5.
+    let time_starts = |env: &mut TestEnv| {
+        let mut v = Vec::new();
+        for _ in 0..5 {
+            env.stop_agent();
+            let start = Instant::now();
+            env.start_agent();
+            v.push(start.elapsed());
+        }
+        stats(v).p50
+    };
+    let ku_start = time_starts(&mut env);
+
+    env.set_vault_passphrase("bench vault passphrase");
+    env.stop_agent();
+    env.start_agent();
+    // The kernel keyring lost the secrets with the last agent: put them
+    // back through a fresh agent, then move them into the vault.
+    env.stop_agent();
+    std::fs::remove_file(env.data_dir().join("index.json")).expect("reset index");
+    let _ = std::fs::remove_file(env.data_dir().join("index.journal"));
+    env.start_agent();
+    let mut c = Client::connect(Some(&env.socket())).expect("connect");
+    for i in 0..SCALE_TOKENS {
+        let t = signet_client::NewToken::new(
+            format!("t{i:05}"),
+            signet_client::TokenKind::Bearer,
+            "https://api.example/",
+            signet_client::Secret::from_str_value(&format!("secret-{i}")),
+        );
+        c.add(t).expect("add");
+    }
+    let start = Instant::now();
+    let m = c
+        .migrate(
+            signet_client::StoreKind::File,
+            Some(signet_client::Secret::from_str_value("bench vault passphrase")),
+        )
+        .expect("migrate");
+    let migrate = start.elapsed();
+    assert_eq!(m.moved as usize, SCALE_TOKENS);
+    drop(c);
+    env.store = Some("auto");
+    let file_start = time_starts(&mut env);
+    let kdf = {
+        let start = Instant::now();
+        signet_agent::store::vault::Vault::read_all(
+            &env.vault_file(),
+            &signet_client::Secret::from_str_value("bench vault passphrase"),
+        )
+        .expect("vault");
+        start.elapsed()
+    };
+    env.stop_agent();
+
+    println!("the store at {SCALE_TOKENS} tokens (target in brackets):");
+    println!("  add, first 500 p50 / p99             {:>10} / {}", ms(first.p50), ms(first.p99));
+    println!(
+        "  add, last 500 p50 / p99              {:>10} / {}   [p50 <= 10 ms]",
+        ms(last.p50),
+        ms(last.p99)
+    );
+    println!("  list of all, median                  {:>10}   [<= 20 ms]", ms(list.p50));
+    println!("  start to ready, keyutils, median     {:>10}   [<= 50 ms]", ms(ku_start));
+    println!(
+        "  start to ready, vault file, median   {:>10}   [<= 50 ms beyond the KDF]",
+        ms(file_start)
+    );
+    println!("    of which Argon2id + reading vault  {:>10}", ms(kdf));
+    println!("  migrate keyutils -> file, all        {:>10}", ms(migrate));
+}
+
 fn main() {
     // SAFETY: set before any thread of ours is started. The agent logs at
     // its default level, as in real use.
     unsafe {
         std::env::set_var("SIGNET_REQUIRE_KEYRING", "1");
         std::env::set_var("SIGNET_LOG", "info");
+    }
+    if std::env::args().nth(1).as_deref() == Some("store") {
+        store_scale();
+        return;
     }
     let mut env = TestEnv::new(Backend::SecretService).expect("a Secret Service for the benchmark");
     env.start_agent();
@@ -590,6 +703,8 @@ fn main() {
         verdict(rss_growth <= 20 << 20)
     );
     env.stop_agent();
+    println!();
+    store_scale();
 }
 
 const PROXY_GETS: usize = 2_000;
