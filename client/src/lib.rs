@@ -65,11 +65,12 @@ pub use signet_proto::{
     SignatureMethod, StatusInfo, TlsOptions, TokenInfo, TokenKind, TokenParams,
 };
 use signet_proto::{
-    Chunk, LifecycleOp, MAX_CHUNK, MaasLogin, PROTOCOL_VERSION, PerformRequest, Request, Response,
-    Service, SignRequest, agent_version_string,
+    AuditQuery, Chunk, LifecycleOp, MAX_CHUNK, MaasLogin, PROTOCOL_VERSION, PerformRequest,
+    Request, Response, Service, SignRequest, agent_version_string,
 };
 pub use types::{
-    HttpRequest, MaasLoginParams, Minted, NewMaasToken, NewToken, NewVmsToken, SignedHeader,
+    AuditFilter, AuditLog, AuditRecord, HttpRequest, MaasLoginParams, Minted, NewMaasToken,
+    NewToken, NewVmsToken, SignedHeader,
 };
 use zeroize::Zeroizing;
 
@@ -330,6 +331,22 @@ impl Client {
     pub fn rename(&mut self, old: &str, new: &str) -> Result<TokenInfo, ClientError> {
         match self.call(&Request::Rename { old: old.into(), new: new.into() })? {
             Response::Token(t) => Ok(t),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The agent's audit trail, filtered (`signet audit`). Lines that do
+    /// not parse are skipped.
+    pub fn audit(&mut self, filter: &AuditFilter) -> Result<AuditLog, ClientError> {
+        let q = AuditQuery {
+            token: filter.token.clone(),
+            since_secs: filter.since.map(|d| d.as_secs()),
+        };
+        match self.call(&Request::Audit(q))? {
+            Response::AuditLines { lines, omitted } => Ok(AuditLog {
+                records: lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect(),
+                omitted,
+            }),
             other => Err(unexpected(&other)),
         }
     }
@@ -639,6 +656,7 @@ fn unexpected(r: &Response) -> ClientError {
         Response::Account(_) => "Account",
         Response::ServerTokens(_) => "ServerTokens",
         Response::Minted { .. } => "Minted",
+        Response::AuditLines { .. } => "AuditLines",
         Response::Imported(_) => "Imported",
     };
     ClientError::Connection(format!("the agent sent an unexpected answer ({what})"))

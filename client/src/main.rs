@@ -56,6 +56,8 @@ enum Command {
     Vms(cmd::lifecycle::VmsCmd),
     /// Replace a token's secret with a freshly minted one (maas, api-token).
     Rotate(cmd::lifecycle::RotateArgs),
+    /// Show the agent's audit trail: every use and management action.
+    Audit(cmd::audit::AuditArgs),
 }
 
 /// A failure of the command, with its exit code.
@@ -109,6 +111,7 @@ fn main() -> ExitCode {
         Command::Maas(c) => cmd::lifecycle::maas(socket, c),
         Command::Vms(c) => cmd::lifecycle::vms(socket, c),
         Command::Rotate(a) => cmd::lifecycle::rotate(socket, a),
+        Command::Audit(a) => cmd::audit::audit(socket, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

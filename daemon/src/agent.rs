@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use signet_proto::TokenInfo;
 
+use crate::audit::Audit;
 use crate::config::Config;
 use crate::entry::Entry;
 use crate::http::Http;
@@ -21,6 +22,7 @@ pub struct Agent {
     pub started: Instant,
     pub socket: PathBuf,
     pub http: Http,
+    pub audit: Audit,
 }
 
 /// Who is asking: from SO_PEERCRED on the connection.

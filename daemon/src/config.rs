@@ -31,6 +31,18 @@ pub struct Config {
     /// waits for its answer or the next piece of its body, is given up on
     /// (exit 7). `signet request --timeout` bounds a whole request instead.
     pub upstream_idle_timeout_secs: u64,
+    /// Keep the audit trail (`audit.jsonl` in the data directory).
+    pub audit: bool,
+    /// Rotate the audit trail once it would grow past this many bytes.
+    pub audit_max_bytes: u64,
+    /// Rotated audit files kept (`audit.jsonl.1` …); older ones are removed.
+    pub audit_keep: u32,
+    /// Also listen here, serving only sign, request and list
+    /// (`--restricted-socket`).
+    pub restricted_socket: Option<PathBuf>,
+    /// Only these tokens through the restricted socket (`--allow`); all
+    /// when empty.
+    pub restricted_allow: Vec<String>,
 }
 
 impl Default for Config {
@@ -43,6 +55,11 @@ impl Default for Config {
             shutdown_grace_secs: 5,
             keyring_timeout_secs: 30,
             upstream_idle_timeout_secs: 120,
+            audit: true,
+            audit_max_bytes: 10 << 20,
+            audit_keep: 3,
+            restricted_socket: None,
+            restricted_allow: Vec::new(),
         }
     }
 }
@@ -84,6 +101,10 @@ impl Config {
         let invalid = |what| Err(ConfigError::Invalid { path: path.to_path_buf(), what });
         if cfg.max_connections == 0 {
             return invalid("max_connections must be at least 1");
+        }
+        // Below one line's size every record would rotate the file.
+        if cfg.audit_max_bytes < 4096 {
+            return invalid("audit_max_bytes must be at least 4096");
         }
         // A zero timeout would make every call of its kind fail at once.
         for (value, what) in [
@@ -128,6 +149,8 @@ mod tests {
             "frame_timeout_secs = 0",
             "idle_timeout_secs = 0",
             "upstream_idle_timeout_secs = 0",
+            "audit_max_bytes = 10",
+            "audit = 3",
             "x",
         ] {
             std::fs::write(&p, bad).unwrap();

@@ -9,6 +9,7 @@
 //! binary's `main.rs` parses flags, binds, detaches and runs this.
 
 pub mod agent;
+pub mod audit;
 pub mod cmd;
 pub mod config;
 pub mod conn;
@@ -18,6 +19,7 @@ pub mod http;
 pub mod paths;
 pub mod policy;
 pub mod random;
+pub mod restrict;
 pub mod server;
 pub mod service;
 pub mod sign;

@@ -15,7 +15,9 @@ use std::time::Instant;
 
 use clap::Parser;
 use signet_agent::agent::Agent;
+use signet_agent::audit::{Audit, Settings as AuditSettings};
 use signet_agent::config::{Config, ConfigError};
+use signet_agent::restrict::Restriction;
 use signet_agent::server::BindError;
 use signet_agent::store::Store;
 use signet_agent::store::StoreError;
@@ -55,6 +57,14 @@ struct Args {
     /// Config file (default: $XDG_CONFIG_HOME/signet/config.toml).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Also listen at PATH, serving only sign, request and list: the socket
+    /// to forward (ssh -R) or hand to a CI job.
+    #[arg(long, value_name = "PATH")]
+    restricted_socket: Option<PathBuf>,
+    /// Only this token through the restricted socket (repeatable; default:
+    /// all of the owner's tokens).
+    #[arg(long = "allow", value_name = "TOKEN", requires = "restricted_socket")]
+    allow: Vec<String>,
 }
 
 fn csh_style(args: &Args) -> bool {
@@ -99,6 +109,8 @@ enum StartError {
     Bind(#[from] BindError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Audit(#[from] signet_agent::audit::AuditError),
     #[error("cannot resolve the {what}: {err}")]
     Resolve { what: &'static str, err: std::io::Error },
     #[error("no data directory: set HOME or XDG_DATA_HOME, or pass --data-dir")]
@@ -239,7 +251,19 @@ fn run(args: Args, csh: bool) -> Result<(), StartError> {
         }
     };
 
+    let restricted_path = match args.restricted_socket.clone().or(config.restricted_socket.clone())
+    {
+        Some(p) => Some(
+            paths::absolute(&p)
+                .map_err(|err| StartError::Resolve { what: "restricted socket path", err })?,
+        ),
+        None => None,
+    };
     let bound = server::bind(&socket)?;
+    let restricted = match &restricted_path {
+        Some(p) => Some(server::bind(p).inspect_err(|_| bound.remove())?),
+        None => None,
+    };
     let sock_text = socket.to_str().ok_or(StartError::SocketNotUtf8)?.to_string();
 
     let mut ready = Ready(None);
@@ -255,6 +279,7 @@ fn run(args: Args, csh: bool) -> Result<(), StartError> {
                 let _ = std::io::Read::read_to_string(&mut std::fs::File::from(rd), &mut msg);
                 // The child owns the socket now; the parent must not remove it.
                 std::mem::forget(bound);
+                std::mem::forget(restricted);
                 let mut outcome = "";
                 for line in msg.lines() {
                     match line.strip_prefix("warning: ") {
@@ -283,7 +308,7 @@ fn run(args: Args, csh: bool) -> Result<(), StartError> {
         }
     }
 
-    let result = serve(args, config, bound, data_dir, &sock_text, csh, &mut ready);
+    let result = serve(args, config, bound, restricted, data_dir, &sock_text, csh, &mut ready);
     if let Err(e) = &result {
         ready.say(&e.to_string());
     }
@@ -318,10 +343,12 @@ fn detach_stdio() {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn serve(
     args: Args,
     config: Config,
     bound: server::BoundSocket,
+    restricted: Option<server::BoundSocket>,
     data_dir: PathBuf,
     sock_text: &str,
     csh: bool,
@@ -337,8 +364,27 @@ fn serve(
         tracing::debug!(error = %e, "cannot join a session keyring");
     }
     let started = Instant::now();
+    let remove_sockets = || {
+        bound.remove();
+        if let Some(r) = &restricted {
+            r.remove();
+        }
+    };
     let (store, warning, recovery) = Store::open(&data_dir, args.store, config.keyring_timeout())
-        .inspect_err(|_| bound.remove())?;
+        .inspect_err(|_| remove_sockets())?;
+    let audit = if config.audit {
+        Audit::open(AuditSettings {
+            dir: data_dir.clone(),
+            max_bytes: config.audit_max_bytes,
+            keep: config.audit_keep,
+        })
+        .inspect_err(|_| remove_sockets())?
+    } else {
+        Audit::disabled()
+    };
+    let allow =
+        if args.allow.is_empty() { config.restricted_allow.clone() } else { args.allow.clone() };
+    let rule = Arc::new(Restriction { allow: (!allow.is_empty()).then_some(allow) });
     if let Some(w) = warning {
         tracing::warn!("{w}");
         ready.warn(&w);
@@ -349,7 +395,9 @@ fn serve(
     tracing::info!(
         store = store.keyring_name(),
         socket = %bound.path.display(),
+        restricted_socket = ?restricted.as_ref().map(|r| r.path.display().to_string()),
         data_dir = %data_dir.display(),
+        audit = config.audit,
         "signet-agent ready"
     );
 
@@ -378,8 +426,18 @@ fn serve(
             config,
             started,
             socket: socket_path,
+            audit,
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let restricted_task = match &restricted {
+            Some(r) => {
+                r.listener.set_nonblocking(true).map_err(listen)?;
+                let l = tokio::net::UnixListener::from_std(r.listener.try_clone().map_err(listen)?)
+                    .map_err(listen)?;
+                Some(tokio::spawn(server::serve(l, agent.clone(), Some(rule), stop_rx.clone())))
+            }
+            None => None,
+        };
 
         let signals = tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
@@ -411,10 +469,17 @@ fn serve(
             })
         };
 
-        server::serve(listener, agent.clone(), stop_rx).await;
+        server::serve(listener, agent.clone(), None, stop_rx).await;
         signals.abort();
+        if let Some(t) = restricted_task {
+            let _ = t.await;
+        }
         let _ = flusher.await;
-        bound.remove();
+        remove_sockets();
+        // What is queued reaches the trail, within a bound.
+        let trail = agent.audit.clone();
+        let _ = tokio::task::spawn_blocking(move || trail.sync(std::time::Duration::from_secs(2)))
+            .await;
         if let Err(e) = agent.store.flush_usage().await {
             tracing::warn!(error = %e, "cannot record token use");
         }

@@ -40,6 +40,7 @@ fn world() -> &'static World {
             started: Instant::now(),
             socket: dir.path().join("agent.sock"),
             http: Http::offline(),
+            audit: signet_agent::audit::Audit::disabled(),
         };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
         World { agent: Arc::new(agent), rt, _dir: dir }
@@ -52,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
         let (mut client, server) = tokio::io::duplex(1 << 16);
         let (_stop, shutdown) = tokio::sync::watch::channel(false);
         let mut conn = Conn::new(server, &w.agent.config, shutdown);
-        let peer = Peer { uid: 1000, pid: 1 };
+        let caller = signet_agent::cmd::Caller::main(Peer { uid: 1000, pid: 1 });
         let feed = async {
             let _ = client.write_all(data).await;
             let _ = client.shutdown().await;
@@ -67,7 +68,7 @@ fuzz_target!(|data: &[u8]| {
             }
             while let Ok(next) = conn.next_request().await {
                 let step = match next {
-                    Ok(req) => signet_agent::cmd::dispatch(&w.agent, peer, req, &mut conn).await,
+                    Ok(req) => signet_agent::cmd::dispatch(&w.agent, &caller, req, &mut conn).await,
                     Err(answer) => conn.send(&answer).await,
                 };
                 if step.is_err() {

@@ -66,6 +66,9 @@ pub enum Request {
     MaasLogin(Box<MaasLogin>),
     /// Server-side token management through a stored token.
     Lifecycle(LifecycleOp),
+    /// `signet audit`: the audit trail's records, answered with
+    /// `AuditLines`.
+    Audit(AuditQuery),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -98,6 +101,22 @@ pub enum Response {
     },
     /// What `maas import` did, one line per profile.
     Imported(Vec<ImportOutcome>),
+    /// Audit records, oldest first, each one JSON line as the trail holds
+    /// it (no newline); `omitted` older matching records did not fit in
+    /// one frame.
+    AuditLines {
+        lines: Vec<String>,
+        omitted: u64,
+    },
+}
+
+/// Which audit records `signet audit` wants.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AuditQuery {
+    /// Only the records of this token.
+    pub token: Option<String>,
+    /// Only the records of the last this many seconds, by the agent's clock.
+    pub since_secs: Option<u64>,
 }
 
 /// `signet maas login NAME URL [--username U]`.

@@ -1,5 +1,6 @@
 //! One file per command group; each owns its arguments and its output.
 
+pub mod audit;
 pub mod http;
 pub mod lifecycle;
 pub mod tokens;
