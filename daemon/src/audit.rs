@@ -182,15 +182,28 @@ impl Audit {
 
     /// Opens (or creates, 0600) the trail and starts its writer thread.
     pub fn open(s: Settings) -> Result<Audit, AuditError> {
+        Audit::start(s, QUEUE, None)
+    }
+
+    /// [`Audit::open`] with a queue of `queue` lines and a writer that
+    /// starts draining only once `gate` fires (to test a stalled disk).
+    fn start(s: Settings, queue: usize, gate: Option<Receiver<()>>) -> Result<Audit, AuditError> {
         let path = s.dir.join(FILE_NAME);
         let file = open_file(&path)?;
-        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let (tx, rx) = mpsc::sync_channel(queue);
         let dropped = std::sync::Arc::new(AtomicU64::new(0));
-        let writer = Writer { path: path.clone(), file, max: s.max_bytes, keep: s.keep };
+        let len =
+            file.metadata().map_err(|err| AuditError::Open { path: path.clone(), err })?.len();
+        let writer = Writer { path: path.clone(), file, len, max: s.max_bytes, keep: s.keep };
         let counter = dropped.clone();
         std::thread::Builder::new()
             .name("signet-audit".into())
-            .spawn(move || writer.run(rx, &counter))
+            .spawn(move || {
+                if let Some(g) = gate {
+                    let _ = g.recv();
+                }
+                writer.run(rx, &counter)
+            })
             .map_err(|err| AuditError::Open { path: path.clone(), err })?;
         Ok(Audit { tx: Some(tx), dropped, path: Some(path), keep: s.keep })
     }
@@ -330,6 +343,9 @@ fn open_file(path: &Path) -> Result<File, AuditError> {
 struct Writer {
     path: PathBuf,
     file: File,
+    /// The file's size, kept here rather than asked of the kernel per line:
+    /// only this writer appends (one agent per data directory).
+    len: u64,
     max: u64,
     keep: u32,
 }
@@ -374,11 +390,11 @@ impl Writer {
     /// One `write(2)` of one complete line, rotating first when the line
     /// would take the file past its limit.
     fn append(&mut self, line: &[u8]) -> io::Result<()> {
-        let len = self.file.metadata()?.len();
-        if len > 0 && len + line.len() as u64 > self.max {
+        if self.len > 0 && self.len + line.len() as u64 > self.max {
             self.rotate()?;
         }
         let n = self.file.write(line)?;
+        self.len += n as u64;
         if n != line.len() {
             // A short write (a full disk): end the fragment so that it
             // stays one unparseable line, and report the loss.
@@ -401,6 +417,7 @@ impl Writer {
             std::fs::rename(&self.path, rotated(&self.path, 1))?;
         }
         self.file = open_file(&self.path).map_err(|e| io::Error::other(e.to_string()))?;
+        self.len = self.file.metadata()?.len();
         Ok(())
     }
 }
@@ -431,6 +448,30 @@ mod tests {
     fn timestamps_are_fixed_width_utc() {
         let t = time::macros::datetime!(2026-01-02 03:04:05.000007 UTC);
         assert_eq!(timestamp(t), "2026-01-02T03:04:05.000007Z");
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_says_how_many() {
+        let d = tempfile::tempdir().unwrap();
+        let (open, gate) = mpsc::channel();
+        let s = Settings { dir: d.path().into(), max_bytes: 1 << 20, keep: 1 };
+        let a = Audit::start(s, 4, Some(gate)).unwrap();
+        // The writer is stalled: 4 lines fit, 6 are dropped without waiting.
+        for i in 0..10 {
+            a.record(Record {
+                action: "sign".into(),
+                token: Some(format!("t{i}")),
+                ..Default::default()
+            });
+        }
+        open.send(()).unwrap();
+        assert!(a.sync(Duration::from_secs(10)));
+        let all = a.read(|_| true).unwrap();
+        let tokens: Vec<_> = all.iter().filter_map(|r| r.token.as_deref()).collect();
+        assert_eq!(tokens, ["t0", "t1", "t2", "t3"]);
+        let dropped: Vec<_> = all.iter().filter(|r| r.action == "dropped").collect();
+        assert_eq!(dropped.len(), 1, "{all:?}");
+        assert_eq!(dropped[0].dropped, Some(6));
     }
 
     #[test]
