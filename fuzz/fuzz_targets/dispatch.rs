@@ -40,7 +40,13 @@ fn world() -> &'static World {
             started: Instant::now(),
             socket: dir.path().join("agent.sock"),
             http: Http::offline(),
-            audit: signet_agent::audit::Audit::disabled(),
+            // On, with small files, so that recording is fuzzed too.
+            audit: signet_agent::audit::Audit::open(signet_agent::audit::Settings {
+                dir: data.clone(),
+                max_bytes: 64 * 1024,
+                keep: 1,
+            })
+            .expect("audit trail"),
         };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
         World { agent: Arc::new(agent), rt, _dir: dir }
@@ -61,7 +67,7 @@ fuzz_target!(|data: &[u8]| {
             let _ = tokio::io::copy(&mut client, &mut tokio::io::sink()).await;
         };
         // Owns the connection, so the agent's side closes when it is done
-            // and the feeder's drain ends.
+        // and the feeder's drain ends.
         let serve = async move {
             if conn.handshake().await.is_err() {
                 return;
