@@ -35,6 +35,8 @@ use serde::{Deserialize, Serialize};
 pub const FILE_NAME: &str = "audit.jsonl";
 /// Lines waiting for the writer; beyond this, lines are dropped and counted.
 pub const QUEUE: usize = 4096;
+/// How long the writer lets lines gather while the agent is busy.
+const BATCH: Duration = Duration::from_millis(5);
 /// The longest path kept in a line: a path is not a place to store data.
 const MAX_PATH: usize = 1024;
 
@@ -351,38 +353,70 @@ struct Writer {
 }
 
 impl Writer {
+    /// Blocks while the agent is idle; once a line arrives, drains the
+    /// queue every [`BATCH`] until a pause finds it empty. A busy agent so
+    /// queues lines without waking this thread for each one (a wake-up
+    /// costs the request a system call and, on a loaded machine, its CPU).
     fn run(mut self, rx: Receiver<Msg>, dropped: &AtomicU64) {
         let mut warned = false;
-        while let Ok(msg) = rx.recv() {
-            match msg {
-                Msg::Line(line) => {
-                    if let Err(e) = self.append(&line) {
-                        if !warned {
-                            tracing::warn!(error = %e, path = %self.path.display(), "cannot write the audit trail");
-                            warned = true;
+        while let Ok(first) = rx.recv() {
+            self.handle(first, dropped, &mut warned);
+            loop {
+                std::thread::sleep(BATCH);
+                let mut got = false;
+                loop {
+                    match rx.try_recv() {
+                        Ok(m) => {
+                            self.handle(m, dropped, &mut warned);
+                            got = true;
                         }
-                        dropped.fetch_add(1, Ordering::Relaxed);
+                        Err(mpsc::TryRecvError::Empty) => break,
+                        Err(mpsc::TryRecvError::Disconnected) => return,
                     }
                 }
-                Msg::Sync(done) => {
-                    let _ = done.send(());
+                self.report_dropped(dropped);
+                if !got {
+                    break;
                 }
             }
-            // Caught up: say how many lines the full queue cost.
-            let n = dropped.swap(0, Ordering::Relaxed);
-            if n > 0 {
-                let r = Record {
-                    time: timestamp(time::OffsetDateTime::now_utc()),
-                    action: "dropped".into(),
-                    outcome: "dropped".into(),
-                    dropped: Some(n),
-                    ..Record::default()
-                };
-                let mut line = serde_json::to_vec(&r).unwrap_or_default();
-                line.push(b'\n');
-                if self.append(&line).is_err() {
-                    dropped.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    fn handle(&mut self, msg: Msg, dropped: &AtomicU64, warned: &mut bool) {
+        match msg {
+            Msg::Line(line) => {
+                if let Err(e) = self.append(&line) {
+                    if !*warned {
+                        tracing::warn!(error = %e, path = %self.path.display(), "cannot write the audit trail");
+                        *warned = true;
+                    }
+                    dropped.fetch_add(1, Ordering::Relaxed);
                 }
+            }
+            Msg::Sync(done) => {
+                // What was dropped before this point is part of what the
+                // caller waits for.
+                self.report_dropped(dropped);
+                let _ = done.send(());
+            }
+        }
+    }
+
+    /// Caught up: say how many lines the full queue cost.
+    fn report_dropped(&mut self, dropped: &AtomicU64) {
+        let n = dropped.swap(0, Ordering::Relaxed);
+        if n > 0 {
+            let r = Record {
+                time: timestamp(time::OffsetDateTime::now_utc()),
+                action: "dropped".into(),
+                outcome: "dropped".into(),
+                dropped: Some(n),
+                ..Record::default()
+            };
+            let mut line = serde_json::to_vec(&r).unwrap_or_default();
+            line.push(b'\n');
+            if self.append(&line).is_err() {
+                dropped.fetch_add(n, Ordering::Relaxed);
             }
         }
     }
