@@ -69,12 +69,13 @@ pub use signet_proto::{
     SignatureMethod, StatusInfo, TlsOptions, TokenInfo, TokenKind, TokenParams,
 };
 use signet_proto::{
-    LifecycleOp, MAX_CHUNK, MaasLogin, PROTOCOL_VERSION, PerformRequest, Request, Response,
-    Service, SignRequest, agent_version_string,
+    AuditQuery, LifecycleOp, MAX_CHUNK, MaasLogin, PROTOCOL_VERSION, PerformRequest, Request,
+    Response, Service, SignRequest, agent_version_string,
 };
 pub use types::{
-    HttpRequest, LocalAccess, MaasLoginParams, Migrated, Minted, NewMaasToken, NewToken,
-    NewVmsToken, ProxyOptions, RunningProxy, SignedHeader, StoreKind, TiedProxy,
+    AuditFilter, AuditLog, AuditRecord, HttpRequest, LocalAccess, MaasLoginParams, Migrated,
+    Minted, NewMaasToken, NewToken, NewVmsToken, ProxyOptions, RunningProxy, SignedHeader,
+    StoreKind, TiedProxy,
 };
 use zeroize::Zeroizing;
 
@@ -435,6 +436,22 @@ impl Client {
         }
     }
 
+    /// The agent's audit trail, filtered (`signet audit`). Lines that do
+    /// not parse are skipped.
+    pub fn audit(&mut self, filter: &AuditFilter) -> Result<AuditLog, ClientError> {
+        let q = AuditQuery {
+            token: filter.token.clone(),
+            since_secs: filter.since.map(|d| d.as_secs()),
+        };
+        match self.call(&Request::Audit(q))? {
+            Response::AuditLines { lines, omitted } => Ok(AuditLog {
+                records: lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect(),
+                omitted,
+            }),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// The agent's pid, version, store and token count (`signet status`).
     pub fn status(&mut self) -> Result<StatusInfo, ClientError> {
         match self.call(&Request::Status)? {
@@ -773,6 +790,7 @@ fn unexpected(r: &Response) -> ClientError {
         Response::ServerTokens(_) => "ServerTokens",
         Response::Minted { .. } => "Minted",
         Response::Imported(_) => "Imported",
+        Response::AuditLines { .. } => "AuditLines",
         Response::Migrated(_) => "Migrated",
         Response::ProxyStarted(_) => "ProxyStarted",
         Response::Proxies(_) => "Proxies",

@@ -66,6 +66,8 @@ enum Command {
     Vms(cmd::lifecycle::VmsCmd),
     /// Replace a token's secret with a freshly minted one (maas, api-token).
     Rotate(cmd::lifecycle::RotateArgs),
+    /// Show the agent's audit trail: every use and management action.
+    Audit(cmd::audit::AuditArgs),
     /// The agent's vault file (`signet-agent --store file`).
     #[command(subcommand)]
     Vault(cmd::store::VaultCmd),
@@ -174,6 +176,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failed> {
         Command::Maas(c) => cmd::lifecycle::maas(socket, c),
         Command::Vms(c) => cmd::lifecycle::vms(socket, c),
         Command::Rotate(a) => cmd::lifecycle::rotate(socket, a),
+        Command::Audit(a) => cmd::audit::audit(socket, a),
         Command::Vault(c) => cmd::store::vault(socket, c),
         Command::Migrate(a) => cmd::store::migrate(socket, a),
         Command::Lock => cmd::access::lock(socket),

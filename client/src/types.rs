@@ -404,3 +404,75 @@ pub struct Migrated {
     /// Old copies the old store refused to delete (they stay, unused).
     pub left_behind: u32,
 }
+
+/// Which records [`Client::audit`](crate::Client::audit) asks for.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only the records of this token (and any `dropped` record, which
+    /// concerns every token).
+    pub token: Option<String>,
+    /// Only the records of the last this long, by the agent's clock.
+    pub since: Option<Duration>,
+}
+
+/// One line of the agent's audit trail. Never holds a secret, a header
+/// value or a query string.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct AuditRecord {
+    /// RFC 3339, UTC, with microseconds.
+    pub time: String,
+    /// `sign`, `request`, `add`, `rm`, `rename`, `login`, a lifecycle
+    /// operation (`whoami`, `create-token`, …), a refused request's kind,
+    /// or `dropped`.
+    pub action: String,
+    /// The peer's uid, from SO_PEERCRED.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// The peer's pid, from SO_PEERCRED.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    /// The peer's program, when the agent could read it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+    /// `main` or `restricted`: the socket the request came through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket: Option<String>,
+    /// The token used or managed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// A rename's new name, or the name a minted token is stored as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_name: Option<String>,
+    /// The HTTP method of a sign or request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// `scheme://host:port` of the destination.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// The destination's path, without its query.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The upstream HTTP status of a performed request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// `ok`, a failure code (`policy`, `no-such-token`, …), `client-left`
+    /// or `dropped`.
+    pub outcome: String,
+    /// The exit status `signet` gave for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit: Option<i32>,
+    /// For `dropped`: how many records were lost to a full queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<u64>,
+}
+
+/// What [`Client::audit`](crate::Client::audit) returns.
+#[derive(Debug, Clone, Default)]
+pub struct AuditLog {
+    /// Oldest first.
+    pub records: Vec<AuditRecord>,
+    /// Older matching records that did not fit in one answer: narrow the
+    /// filter to see them.
+    pub omitted: u64,
+}

@@ -13,6 +13,7 @@ use signet_proto::{Failure, Secret};
 
 pub use crate::access::Peer;
 use crate::access::{self, Access};
+use crate::audit::Audit;
 use crate::config::Config;
 use crate::entry::Entry;
 use crate::http::Http;
@@ -29,6 +30,7 @@ pub struct Agent {
     /// The local proxies it serves (`signet proxy`, `signet exec`).
     pub proxies: Proxies,
     pub access: Access,
+    pub audit: Audit,
 }
 
 /// The agent's clock: Unix seconds, UTC.

@@ -46,6 +46,18 @@ pub struct Config {
     pub lifetime_secs: Option<u64>,
     /// A confirmation not answered within this long is a no.
     pub confirm_timeout_secs: u64,
+    /// Keep the audit trail (`audit.jsonl` in the data directory).
+    pub audit: bool,
+    /// Rotate the audit trail once it would grow past this many bytes.
+    pub audit_max_bytes: u64,
+    /// Rotated audit files kept (`audit.jsonl.1` …); older ones are removed.
+    pub audit_keep: u32,
+    /// Also listen here, serving only sign, request and list
+    /// (`--restricted-socket`).
+    pub restricted_socket: Option<PathBuf>,
+    /// Only these tokens through the restricted socket (`--allow`); all
+    /// when empty.
+    pub restricted_allow: Vec<String>,
 }
 
 impl Default for Config {
@@ -62,6 +74,11 @@ impl Default for Config {
             lock_on_session_events: true,
             lifetime_secs: None,
             confirm_timeout_secs: 60,
+            audit: true,
+            audit_max_bytes: 10 << 20,
+            audit_keep: 3,
+            restricted_socket: None,
+            restricted_allow: Vec::new(),
         }
     }
 }
@@ -115,6 +132,10 @@ impl Config {
         if cfg.confirm_timeout_secs > MAX_CONFIRM_TIMEOUT_SECS {
             return invalid("confirm_timeout_secs must be at most 110");
         }
+        // Below one line's size every record would rotate the file.
+        if cfg.audit_max_bytes < 4096 {
+            return invalid("audit_max_bytes must be at least 4096");
+        }
         // A zero timeout would make every call of its kind fail at once.
         for (value, what) in [
             (cfg.idle_timeout_secs, "idle_timeout_secs must be at least 1"),
@@ -166,6 +187,8 @@ mod tests {
             "confirm_timeout_secs = 0",
             "confirm_timeout_secs = 111",
             "lock_on_session_events = 1",
+            "audit_max_bytes = 10",
+            "audit = 3",
             "x",
         ] {
             std::fs::write(&p, bad).unwrap();

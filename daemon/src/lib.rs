@@ -12,6 +12,7 @@
 
 pub mod access;
 pub mod agent;
+pub mod audit;
 pub mod cmd;
 pub mod config;
 pub mod conn;
@@ -25,6 +26,7 @@ pub mod policy;
 pub mod proxies;
 pub mod proxy;
 pub mod random;
+pub mod restrict;
 pub mod server;
 pub mod service;
 pub mod sign;

@@ -19,7 +19,9 @@ use std::time::Instant;
 
 use clap::Parser;
 use signet_agent::agent::Agent;
+use signet_agent::audit::{Audit, Settings as AuditSettings};
 use signet_agent::config::{Config, ConfigError};
+use signet_agent::restrict::Restriction;
 use signet_agent::server::BindError;
 use signet_agent::store::Store;
 use signet_agent::store::StoreError;
@@ -68,6 +70,14 @@ struct Args {
     /// The vault passphrase, once read; never from the command line.
     #[arg(skip)]
     passphrase: Option<Secret>,
+    /// Also listen at PATH, serving only sign, request and list: the socket
+    /// to forward (ssh -R) or hand to a CI job.
+    #[arg(long, value_name = "PATH")]
+    restricted_socket: Option<PathBuf>,
+    /// Only this token through the restricted socket (repeatable; default:
+    /// all of the owner's tokens).
+    #[arg(long = "allow", value_name = "TOKEN", requires = "restricted_socket")]
+    allow: Vec<String>,
     /// Print the signet-agent(1) man page (roff), for packagers and installers.
     #[arg(long, hide = true, exclusive = true)]
     man: bool,
@@ -134,6 +144,8 @@ enum StartError {
     Activation(#[from] systemd::ActivationError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Audit(#[from] signet_agent::audit::AuditError),
     #[error("cannot resolve the {what}: {err}")]
     Resolve { what: &'static str, err: std::io::Error },
     #[error("no data directory: set HOME or XDG_DATA_HOME, or pass --data-dir")]
@@ -402,6 +414,14 @@ fn run(args: Args, inherited: systemd::Inherited, csh: bool) -> Result<(), Start
 
     let mut args = args;
     args.passphrase = vault_passphrase(args.store, &data_dir)?;
+    let restricted_path = match args.restricted_socket.clone().or(config.restricted_socket.clone())
+    {
+        Some(p) => Some(
+            paths::absolute(&p)
+                .map_err(|err| StartError::Resolve { what: "restricted socket path", err })?,
+        ),
+        None => None,
+    };
     let bound = match inherited.listener {
         // The manager's socket wins over -a: it is where clients were told to go.
         Some(activated) => {
@@ -415,6 +435,10 @@ fn run(args: Args, inherited: systemd::Inherited, csh: bool) -> Result<(), Start
                 .map_err(|err| StartError::Resolve { what: "socket path", err })?;
             server::bind(&socket)?
         }
+    };
+    let restricted = match &restricted_path {
+        Some(p) => Some(server::bind(p).inspect_err(|_| bound.remove())?),
+        None => None,
     };
     let sock_text = bound.path.to_str().ok_or(StartError::SocketNotUtf8)?.to_string();
 
@@ -431,6 +455,7 @@ fn run(args: Args, inherited: systemd::Inherited, csh: bool) -> Result<(), Start
                 let _ = std::io::Read::read_to_string(&mut std::fs::File::from(rd), &mut msg);
                 // The child owns the socket now; the parent must not remove it.
                 std::mem::forget(bound);
+                std::mem::forget(restricted);
                 let mut outcome = "";
                 for line in msg.lines() {
                     match line.strip_prefix("warning: ") {
@@ -466,7 +491,7 @@ fn run(args: Args, inherited: systemd::Inherited, csh: bool) -> Result<(), Start
         }
     }
 
-    let result = serve(args, config, bound, data_dir, &sock_text, csh, &mut ready);
+    let result = serve(args, config, bound, restricted, data_dir, &sock_text, csh, &mut ready);
     if let Err(e) = &result {
         ready.say(&format!("fail {} {e}", e.exit_code()));
     }
@@ -520,10 +545,12 @@ fn detach_stdio() {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn serve(
     mut args: Args,
     config: Config,
     bound: server::BoundSocket,
+    restricted: Option<server::BoundSocket>,
     data_dir: PathBuf,
     sock_text: &str,
     csh: bool,
@@ -538,10 +565,29 @@ fn serve(
         tracing::debug!(error = %e, "cannot join a session keyring");
     }
     let started = Instant::now();
+    let remove_sockets = || {
+        bound.remove();
+        if let Some(r) = &restricted {
+            r.remove();
+        }
+    };
     let passphrase = args.passphrase.take();
     let (store, warning, recovery) =
         Store::open_with_passphrase(&data_dir, args.store, config.keyring_timeout(), passphrase)
-            .inspect_err(|_| bound.remove())?;
+            .inspect_err(|_| remove_sockets())?;
+    let audit = if config.audit {
+        Audit::open(AuditSettings {
+            dir: data_dir.clone(),
+            max_bytes: config.audit_max_bytes,
+            keep: config.audit_keep,
+        })
+        .inspect_err(|_| remove_sockets())?
+    } else {
+        Audit::disabled()
+    };
+    let allow =
+        if args.allow.is_empty() { config.restricted_allow.clone() } else { args.allow.clone() };
+    let rule = Arc::new(Restriction { allow: (!allow.is_empty()).then_some(allow) });
     if let Some(w) = warning {
         tracing::warn!("{w}");
         ready.warn(&w);
@@ -552,7 +598,9 @@ fn serve(
     tracing::info!(
         store = store.keyring_name(),
         socket = %bound.path.display(),
+        restricted_socket = ?restricted.as_ref().map(|r| r.path.display().to_string()),
         data_dir = %data_dir.display(),
+        audit = config.audit,
         "signet-agent ready"
     );
 
@@ -563,6 +611,7 @@ fn serve(
         .map_err(|err| StartError::Io { what: "start the runtime", err })?;
     let socket_path = bound.path.clone();
     let (std_listener, socket_file) = bound.split();
+    let restricted_parts = restricted.map(server::BoundSocket::split);
     let result = runtime.block_on(async {
         let listen = |err| StartError::Io { what: "listen on the socket", err };
         std_listener.set_nonblocking(true).map_err(listen)?;
@@ -575,8 +624,20 @@ fn serve(
             started,
             socket: socket_path,
             proxies: signet_agent::proxies::Proxies::default(),
+            audit,
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let restricted_task = match restricted_parts {
+            Some((l, file)) => {
+                l.set_nonblocking(true).map_err(listen)?;
+                let l = tokio::net::UnixListener::from_std(l).map_err(listen)?;
+                let (agent, stop) = (agent.clone(), stop_rx.clone());
+                Some(tokio::spawn(async move {
+                    server::serve(l, &file, agent, Some(rule), stop).await;
+                }))
+            }
+            None => None,
+        };
         let reaper = tokio::spawn(timers::reaper(agent.clone(), stop_rx.clone()));
         let idle = agent
             .config
@@ -631,7 +692,7 @@ fn serve(
             })
         };
 
-        server::serve(listener, &socket_file, agent.clone(), stop_rx).await;
+        server::serve(listener, &socket_file, agent.clone(), None, stop_rx).await;
         // No proxy outlives the agent, nor its socket or certificate file.
         agent.proxies.stop_all();
         signals.abort();
@@ -642,7 +703,14 @@ fn serve(
         if let Some(t) = session {
             t.abort();
         }
+        if let Some(t) = restricted_task {
+            let _ = t.await;
+        }
         let _ = flusher.await;
+        // What is queued reaches the trail, within a bound.
+        let trail = agent.audit.clone();
+        let _ = tokio::task::spawn_blocking(move || trail.sync(std::time::Duration::from_secs(2)))
+            .await;
         if let Err(e) = agent.store.flush_usage().await {
             tracing::warn!(error = %e, "cannot record token use");
         }

@@ -25,9 +25,10 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, watch};
 
 use crate::agent::{Agent, Peer};
-use crate::cmd;
+use crate::cmd::{self, Caller};
 use crate::conn::{self, Closed, Conn};
 use crate::paths::DirError;
+use crate::restrict::Restriction;
 
 /// A bound socket and what identifies it, so that shutdown removes our
 /// socket and not one a successor bound at the same path.
@@ -143,11 +144,13 @@ pub fn bind(path: &Path) -> Result<BoundSocket, BindError> {
 }
 
 /// Accepts and serves connections until `shutdown` turns true, then waits
-/// (bounded) for connections in flight to finish.
+/// (bounded) for connections in flight to finish. With `restricted`, this
+/// is the restricted socket: only what [`Restriction`] allows is served.
 pub async fn serve(
     listener: UnixListener,
     file: &SocketFile,
     agent: Arc<Agent>,
+    restricted: Option<Arc<Restriction>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let max = agent.config.max_connections;
@@ -206,8 +209,12 @@ pub async fn serve(
         };
         let agent = agent.clone();
         let shutdown = shutdown.clone();
+        // Read now, while the peer is surely alive: its pid may be reused
+        // by the time a request is recorded.
+        let exe = if agent.audit.enabled() { crate::audit::exe_of(peer.pid) } else { None };
+        let caller = Caller { peer, exe, restricted: restricted.clone() };
         tokio::spawn(async move {
-            connection(stream, peer, &agent, shutdown).await;
+            connection(stream, caller, &agent, shutdown).await;
             drop(permit);
         });
     }
@@ -237,7 +244,7 @@ fn peer_allowed(me: u32, uid: u32) -> bool {
 /// leaves, idles out, breaks the framing or the agent shuts down.
 async fn connection(
     stream: UnixStream,
-    peer: Peer,
+    caller: Caller,
     agent: &Arc<Agent>,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -246,13 +253,14 @@ async fn connection(
         conn.handshake().await?;
         loop {
             match conn.next_request().await? {
-                Ok(req) => cmd::dispatch(agent, peer, req, &mut conn).await?,
+                Ok(req) => cmd::dispatch(agent, &caller, req, &mut conn).await?,
                 Err(answer) => conn.send(&answer).await?,
             }
         }
     }
     .await;
     if let Err(why) = result {
+        let peer = caller.peer;
         tracing::debug!(uid = peer.uid, pid = peer.pid, reason = %why, "connection closed");
     }
 }

@@ -44,6 +44,13 @@ fn world() -> &'static World {
             socket: dir.path().join("agent.sock"),
             http: Http::offline(),
             proxies: Default::default(),
+            // On, with small files, so that recording is fuzzed too.
+            audit: signet_agent::audit::Audit::open(signet_agent::audit::Settings {
+                dir: data.clone(),
+                max_bytes: 64 * 1024,
+                keep: 1,
+            })
+            .expect("audit trail"),
         };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
         World { agent: Arc::new(agent), rt, _dir: dir }
@@ -56,7 +63,7 @@ fuzz_target!(|data: &[u8]| {
         let (mut client, server) = tokio::io::duplex(1 << 16);
         let (_stop, shutdown) = tokio::sync::watch::channel(false);
         let mut conn = Conn::new(server, &w.agent.config, shutdown);
-        let peer = Peer { uid: 1000, pid: 1 };
+        let caller = signet_agent::cmd::Caller::main(Peer { uid: 1000, pid: 1 });
         let feed = async {
             let _ = client.write_all(data).await;
             let _ = client.shutdown().await;
@@ -64,14 +71,14 @@ fuzz_target!(|data: &[u8]| {
             let _ = tokio::io::copy(&mut client, &mut tokio::io::sink()).await;
         };
         // Owns the connection, so the agent's side closes when it is done
-            // and the feeder's drain ends.
+        // and the feeder's drain ends.
         let serve = async move {
             if conn.handshake().await.is_err() {
                 return;
             }
             while let Ok(next) = conn.next_request().await {
                 let step = match next {
-                    Ok(req) => signet_agent::cmd::dispatch(&w.agent, peer, req, &mut conn).await,
+                    Ok(req) => signet_agent::cmd::dispatch(&w.agent, &caller, req, &mut conn).await,
                     Err(answer) => conn.send(&answer).await,
                 };
                 if step.is_err() {

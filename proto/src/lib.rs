@@ -18,9 +18,9 @@ pub mod secret;
 pub mod token;
 
 pub use msg::{
-    AccountInfo, AddToken, Chunk, ErrorCode, Failure, ImportOutcome, LifecycleOp, LockKind,
-    MAX_CHUNK, MaasLogin, MigrateOutcome, PerformRequest, ProxyInfo, ProxyStart, Request, Response,
-    ResponseHead, ServerToken, Service, SignRequest, StatusInfo, agent_version_string,
+    AccountInfo, AddToken, AuditQuery, Chunk, ErrorCode, Failure, ImportOutcome, LifecycleOp,
+    LockKind, MAX_CHUNK, MaasLogin, MigrateOutcome, PerformRequest, ProxyInfo, ProxyStart, Request,
+    Response, ResponseHead, ServerToken, Service, SignRequest, StatusInfo, agent_version_string,
 };
 pub use secret::Secret;
 pub use token::{SignatureMethod, TlsOptions, TokenAccess, TokenInfo, TokenKind, TokenParams};

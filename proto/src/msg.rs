@@ -104,6 +104,9 @@ pub enum Request {
         to: String,
         passphrase: Option<Secret>,
     },
+    /// `signet audit`: the audit trail's records, answered with
+    /// `AuditLines`.
+    Audit(AuditQuery),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,6 +144,13 @@ pub enum Response {
     Proxies(Vec<ProxyInfo>),
     /// What `migrate` did.
     Migrated(MigrateOutcome),
+    /// Audit records, oldest first, each one JSON line as the trail holds
+    /// it (no newline); `omitted` older matching records did not fit in
+    /// one frame.
+    AuditLines {
+        lines: Vec<String>,
+        omitted: u64,
+    },
 }
 
 /// `signet proxy NAME [--listen ADDR | --unix PATH] [--tls]`.
@@ -192,6 +202,15 @@ pub struct MigrateOutcome {
     pub moved: u32,
     /// Copies the old store refused to delete: they stay there, unused.
     pub left_behind: u32,
+}
+
+/// Which audit records `signet audit` wants.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AuditQuery {
+    /// Only the records of this token.
+    pub token: Option<String>,
+    /// Only the records of the last this many seconds, by the agent's clock.
+    pub since_secs: Option<u64>,
 }
 
 /// `signet maas login NAME URL [--username U]`.

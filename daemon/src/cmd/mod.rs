@@ -14,6 +14,7 @@
 //! are served; everything else is refused here, before its command runs.
 
 mod add;
+mod audit;
 mod create_token;
 mod delete_token;
 mod list;
@@ -35,25 +36,177 @@ mod unlock;
 mod vault_passwd;
 mod whoami;
 
-use signet_proto::{ErrorCode, Failure, LifecycleOp, Request, Response};
 use std::sync::Arc;
+
+use signet_proto::{ErrorCode, Failure, LifecycleOp, Request, Response};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::agent::{Agent, Peer};
+use crate::audit::{self as trail, Record};
 use crate::conn::{Closed, Conn};
+use crate::restrict::Restriction;
 use crate::service::MintRequest;
+
+/// Who is asking, as the listener saw the connection.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub peer: Peer,
+    /// The peer's program, read when it connected (for the audit trail).
+    pub exe: Option<String>,
+    /// Set on the restricted socket: what it may ask for.
+    pub restricted: Option<Arc<Restriction>>,
+}
+
+impl Caller {
+    /// A caller on the main socket.
+    pub fn main(peer: Peer) -> Caller {
+        Caller { peer, exe: None, restricted: None }
+    }
+}
+
+/// What the trail calls a request, and what it records of it. `None`: a
+/// read that changes nothing and uses no token (list, show, status, the
+/// trail itself); it is recorded only when the restricted socket refuses
+/// it. A new recorded request is one line here.
+fn audited(req: &Request) -> (&'static str, bool, Record) {
+    let named = |n: &str| Record { token: Some(n.to_string()), ..Record::default() };
+    match req {
+        Request::Hello { .. } => ("hello", false, Record::default()),
+        Request::Add(a) => ("add", true, named(&a.name)),
+        Request::List => ("list", false, Record::default()),
+        Request::Show { name } => ("show", false, named(name)),
+        Request::Remove { name } => ("rm", true, named(name)),
+        Request::Rename { old, new } => {
+            ("rename", true, Record { new_name: Some(new.clone()), ..named(old) })
+        }
+        Request::Status => ("status", false, Record::default()),
+        Request::Sign(r) => {
+            ("sign", true, Record { method: Some(r.method.clone()), ..named(&r.name) })
+        }
+        Request::Perform(p) => {
+            ("request", true, Record { method: Some(p.method.clone()), ..named(&p.name) })
+        }
+        Request::BodyChunk(_) | Request::BodyEnd => ("body", false, Record::default()),
+        Request::MaasLogin(l) => {
+            let (origin, path) = trail::origin_and_path(&l.url);
+            ("login", true, Record { origin, path, ..named(&l.name) })
+        }
+        Request::Lifecycle(op) => match op {
+            LifecycleOp::Whoami { name } => ("whoami", true, named(name)),
+            LifecycleOp::ListTokens { name, .. } => ("list-tokens", true, named(name)),
+            LifecycleOp::CreateToken { name, new_name, .. } => {
+                ("create-token", true, Record { new_name: Some(new_name.clone()), ..named(name) })
+            }
+            LifecycleOp::DeleteToken { name, .. } => ("delete-token", true, named(name)),
+            LifecycleOp::RenameToken { name, .. } => ("rename-token", true, named(name)),
+            LifecycleOp::Rotate { name } => ("rotate", true, named(name)),
+            LifecycleOp::MaasImport { .. } => ("maas-import", true, Record::default()),
+        },
+        Request::Audit(q) => {
+            ("audit", false, Record { token: q.token.clone(), ..Record::default() })
+        }
+        Request::ProxyStart(p) => ("proxy-start", true, named(&p.name)),
+        Request::ProxyStop { name } => ("proxy-stop", true, named(name)),
+        Request::ProxyList => ("proxy-list", false, Record::default()),
+        Request::Lock { .. } => ("lock", true, Record::default()),
+        Request::Unlock { .. } => ("unlock", true, Record::default()),
+        Request::VaultPasswd { .. } => ("vault-passwd", true, Record::default()),
+        Request::Migrate { .. } => ("migrate", true, Record::default()),
+    }
+}
+
+/// The trail's name of a failure code.
+pub fn code_name(c: ErrorCode) -> &'static str {
+    match c {
+        ErrorCode::Other => "other",
+        ErrorCode::Usage => "usage",
+        ErrorCode::Protocol => "protocol",
+        ErrorCode::NoSuchToken => "no-such-token",
+        ErrorCode::Policy => "policy",
+        ErrorCode::Store => "store",
+        ErrorCode::Upstream => "upstream",
+        ErrorCode::Exists => "exists",
+    }
+}
+
+/// Fills in the origin and path a sign or request is for: the URL as
+/// given, joined to the token's base URL when relative. Only the origin
+/// and the path are kept, never the query.
+fn with_target(agent: &Agent, peer: Peer, req: &Request, mut r: Record) -> Record {
+    let (name, url) = match req {
+        Request::Sign(s) => (&s.name, &s.url),
+        Request::Perform(p) => (&p.name, &p.url),
+        _ => return r,
+    };
+    let resolved = agent
+        .store
+        .get(peer.uid, name)
+        .ok()
+        .and_then(|e| url::Url::parse(&e.url).ok())
+        .and_then(|base| crate::policy::resolve_url(&base, url).ok());
+    (r.origin, r.path) = match resolved {
+        Some(u) => trail::origin_and_path(u.as_str()),
+        None => trail::origin_and_path(url),
+    };
+    r
+}
+
+/// Writes the trail's line for a finished request.
+fn record(agent: &Agent, caller: &Caller, action: &'static str, mut r: Record, outcome: Outcome) {
+    r.action = action.to_string();
+    r.uid = Some(caller.peer.uid);
+    r.pid = Some(caller.peer.pid);
+    r.exe = caller.exe.clone();
+    r.socket = Some(if caller.restricted.is_some() { "restricted" } else { "main" }.to_string());
+    let (name, exit) = match outcome {
+        Outcome::Ok(status) => {
+            r.status = status;
+            ("ok", Some(0))
+        }
+        Outcome::Failed(c) => (code_name(c), Some(c.exit_code())),
+        Outcome::ClientLeft => ("client-left", None),
+    };
+    r.outcome = name.to_string();
+    r.exit = exit;
+    agent.audit.record(r);
+}
+
+enum Outcome {
+    Ok(Option<u16>),
+    Failed(ErrorCode),
+    ClientLeft,
+}
 
 /// Serves one request on `conn`. `Err` means the connection must close.
 pub async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
     agent: &Arc<Agent>,
-    peer: Peer,
+    caller: &Caller,
     req: Request,
     conn: &mut Conn<S>,
 ) -> Result<(), Closed> {
+    let peer = caller.peer;
+    // Only the trail needs these; with it off, a request costs nothing more.
+    let mut audit = agent.audit.enabled().then(|| {
+        let (action, recorded, r) = audited(&req);
+        (action, recorded, with_target(agent, peer, &req, r))
+    });
+    if let Some(rule) = &caller.restricted {
+        let what = audited(&req).0;
+        if let Err(f) = rule.check(&req, what) {
+            if let Some((action, _, r)) = audit {
+                record(agent, caller, action, r, Outcome::Failed(f.code));
+            }
+            return conn.send(&Response::Failure(f)).await;
+        }
+    }
     if agent.access.is_locked() && !served_while_locked(&req) {
+        let f = crate::access::locked();
+        if let Some((action, _, r)) = audit {
+            record(agent, caller, action, r, Outcome::Failed(f.code));
+        }
         // A refused Perform is answered before Proceed: no body follows.
-        return conn.send(&Response::Failure(crate::access::locked())).await;
+        return conn.send(&Response::Failure(f)).await;
     }
     let result = match req {
         Request::Hello { .. } => Err(Failure::new(
@@ -61,13 +214,29 @@ pub async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
             "unexpected Hello: the handshake was already done on this connection",
         )),
         Request::Add(a) => add::apply(agent, peer, *a).await,
-        Request::List => list::apply(agent, peer),
+        Request::List => list::apply(agent, peer).map(|resp| match (resp, &caller.restricted) {
+            (Response::Tokens(all), Some(rule)) => {
+                Response::Tokens(all.into_iter().filter(|t| rule.allows(&t.name)).collect())
+            }
+            (resp, _) => resp,
+        }),
         Request::Show { name } => show::apply(agent, peer, &name),
         Request::Remove { name } => remove::apply(agent, peer, &name).await,
         Request::Rename { old, new } => rename::apply(agent, peer, &old, &new).await,
         Request::Status => status::apply(agent, peer),
         Request::Sign(r) => sign::apply(agent, peer, r).await,
-        Request::Perform(p) => return perform::apply(agent, peer, p, conn).await,
+        Request::Perform(p) => {
+            let (done, sent) = perform::apply(agent, peer, p, conn).await;
+            if let Some((action, _, r)) = audit {
+                let outcome = match done {
+                    perform::Performed::Answered(s) => Outcome::Ok(Some(s)),
+                    perform::Performed::Failed(c) => Outcome::Failed(c),
+                    perform::Performed::ClientLeft => Outcome::ClientLeft,
+                };
+                record(agent, caller, action, r, outcome);
+            }
+            return sent;
+        }
         Request::BodyChunk(_) | Request::BodyEnd => Err(Failure::new(
             ErrorCode::Protocol,
             "a body frame outside of a request that has a body",
@@ -100,14 +269,31 @@ pub async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
         Request::Lifecycle(LifecycleOp::MaasImport { db, scrub }) => {
             maas_import::apply(agent, peer, &db, scrub).await
         }
-        Request::ProxyStart(p) => return proxy::start(agent, peer, p, conn).await,
+        Request::ProxyStart(p) => {
+            let audit = audit.take();
+            let recorded = |failed: Option<ErrorCode>| {
+                if let Some((action, _, r)) = audit {
+                    let outcome = failed.map_or(Outcome::Ok(None), Outcome::Failed);
+                    record(agent, caller, action, r, outcome);
+                }
+            };
+            return proxy::start(agent, peer, p, conn, recorded).await;
+        }
         Request::ProxyStop { name } => proxy::stop(agent, peer, &name),
         Request::ProxyList => Ok(proxy::list(agent, peer)),
         Request::Lock { passphrase } => lock::apply(agent, peer, passphrase).await,
         Request::Unlock { passphrase } => unlock::apply(agent, peer, passphrase).await,
         Request::VaultPasswd { old, new } => vault_passwd::apply(agent, peer, old, new).await,
         Request::Migrate { to, passphrase } => migrate::apply(agent, peer, &to, passphrase).await,
+        Request::Audit(q) => audit::apply(agent, q).await,
     };
+    if let Some((action, true, r)) = audit {
+        let outcome = match &result {
+            Ok(_) => Outcome::Ok(None),
+            Err(f) => Outcome::Failed(f.code),
+        };
+        record(agent, caller, action, r, outcome);
+    }
     conn.send(&result.unwrap_or_else(Response::Failure)).await
 }
 

@@ -19,7 +19,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use signet_proto::{Chunk, Failure, PerformRequest, Response, ResponseHead};
+use signet_proto::{Chunk, ErrorCode, Failure, PerformRequest, Response, ResponseHead};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
@@ -54,21 +54,34 @@ async fn prepare(agent: &Agent, peer: Peer, req: &PerformRequest) -> Result<Prep
     Ok(Prepared { granted, headers: req.headers.clone() })
 }
 
-/// Serves one `Perform`. `Err` means the connection is no longer in step
-/// and must be closed; a refused or failed request is `Ok` (its failure
-/// went to the client).
+/// How a `Perform` ended, for the audit trail.
+#[derive(Debug, Clone, Copy)]
+pub enum Performed {
+    /// The upstream answer went to the client whole; its HTTP status.
+    Answered(u16),
+    /// Refused or failed, and the client was told.
+    Failed(ErrorCode),
+    /// The client went away, or its connection broke, before the end.
+    ClientLeft,
+}
+
+/// Serves one `Perform`. The second half is `Err` when the connection is no
+/// longer in step and must be closed; a refused or failed request is `Ok`
+/// (its failure went to the client).
 pub async fn apply<S: AsyncRead + AsyncWrite + Unpin>(
     agent: &Agent,
     peer: Peer,
     req: PerformRequest,
     conn: &mut Conn<S>,
-) -> Result<(), Closed> {
+) -> (Performed, Result<(), Closed>) {
     let p = match prepare(agent, peer, &req).await {
         Ok(p) => p,
         // Refused before Proceed: the client sends no body.
-        Err(f) => return conn.send(&Response::Failure(f)).await,
+        Err(f) => return (Performed::Failed(f.code), conn.send(&Response::Failure(f)).await),
     };
-    conn.send(&Response::Proceed).await?;
+    if let Err(e) = conn.send(&Response::Proceed).await {
+        return (Performed::ClientLeft, Err(e));
+    }
     let (mut body_in, mut out) = conn.streams();
     let (tx, rx) = mpsc::channel::<BodyItem>(4);
     // The client's side is read for the whole exchange: the body first, if
@@ -85,9 +98,12 @@ pub async fn apply<S: AsyncRead + AsyncWrite + Unpin>(
     let exchanged = async {
         let body = if req.has_body { Some(rx) } else { None };
         match exchange(agent, p, body, req.body_len, req.timeout_secs, &mut out).await {
-            Ok(()) => Ok(()),
-            Err(Outcome::Failed(f)) => out.send(&Response::Failure(f)).await,
-            Err(Outcome::Broken(e)) => Err(e),
+            Ok(status) => (Performed::Answered(status), Ok(())),
+            Err(Outcome::Failed(f)) => match (f.code, out.send(&Response::Failure(f)).await) {
+                (code, Ok(())) => (Performed::Failed(code), Ok(())),
+                (_, Err(e)) => (Performed::ClientLeft, Err(e)),
+            },
+            Err(Outcome::Broken(e)) => (Performed::ClientLeft, Err(e)),
         }
     };
     tokio::select! {
@@ -95,7 +111,7 @@ pub async fn apply<S: AsyncRead + AsyncWrite + Unpin>(
         done = exchanged => done,
         gone = client_side => {
             tracing::info!(token = %req.name, "the client left; its upstream call is abandoned");
-            gone
+            (Performed::ClientLeft, gone)
         }
     }
 }
@@ -151,7 +167,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     body_len: Option<u64>,
     timeout_secs: Option<u64>,
     out: &mut BodyOut<'_, S>,
-) -> Result<(), Outcome> {
+) -> Result<u16, Outcome> {
     let Prepared { granted: p, headers } = prepared;
     let mut body = match body {
         None => Body::None,
@@ -243,8 +259,9 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         url = next;
     };
 
+    let status = resp.status().as_u16();
     let head = ResponseHead {
-        status: resp.status().as_u16(),
+        status,
         reason: resp.status().canonical_reason().unwrap_or("").to_string(),
         version: format!("{:?}", resp.version()),
         headers: resp
@@ -274,5 +291,6 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     }
-    out.send(&Response::BodyEnd).await.map_err(Outcome::Broken)
+    out.send(&Response::BodyEnd).await.map_err(Outcome::Broken)?;
+    Ok(status)
 }

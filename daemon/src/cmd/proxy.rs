@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use signet_proto::{Failure, ProxyStart, Response};
+use signet_proto::{ErrorCode, Failure, ProxyStart, Response};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::agent::{Agent, Peer};
@@ -24,11 +24,16 @@ pub async fn start<S: AsyncRead + AsyncWrite + Unpin>(
     peer: Peer,
     req: ProxyStart,
     conn: &mut Conn<S>,
+    recorded: impl FnOnce(Option<ErrorCode>),
 ) -> Result<(), Closed> {
     let (id, info) = match proxy::start(agent, peer, &req).await {
         Ok(started) => started,
-        Err(f) => return conn.send(&Response::Failure(f)).await,
+        Err(f) => {
+            recorded(Some(f.code));
+            return conn.send(&Response::Failure(f)).await;
+        }
     };
+    recorded(None);
     let sent = conn.send(&Response::ProxyStarted(info)).await;
     if !req.tie || sent.is_err() {
         if sent.is_err() {

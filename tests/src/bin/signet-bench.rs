@@ -38,6 +38,8 @@ const CLIENTS: usize = 32;
 const THROUGHPUT_FOR: Duration = Duration::from_millis(1500);
 const STREAM_BYTES: u64 = 1 << 30;
 const STREAM_RUNS: usize = 3;
+/// Runs per side when the audit trail's cost is measured, alternated.
+const AUDIT_ROUNDS: usize = 10;
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -476,6 +478,51 @@ fn main() {
         us(held.p99),
         verdict(held_ratio <= 1.5)
     );
+    println!();
+
+    // 1b. What the audit trail costs a held-connection sign: this agent
+    // (trail on) against a second one with `audit = false`, alternating
+    // short runs so that both see the same load.
+    let mut quiet = TestEnv::new(Backend::SecretService).expect("a second Secret Service");
+    quiet.write_config("audit = false\n");
+    quiet.start_agent();
+    quiet.add(
+        "bench",
+        "maas",
+        "http://maas.example:5240/MAAS/api/2.0/",
+        "ck:tk:ts",
+        &["--exportable"],
+    );
+    let mut off = Client::connect(Some(&quiet.socket())).expect("connect");
+    for _ in 0..1000 {
+        sign(&mut off);
+    }
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for round in 0..AUDIT_ROUNDS * 2 {
+        let (c, into) =
+            if round % 2 == 0 { (&mut probe, &mut with) } else { (&mut off, &mut without) };
+        for _ in 0..HELD_OPS / AUDIT_ROUNDS {
+            let t = Instant::now();
+            sign(c);
+            into.push(t.elapsed());
+        }
+    }
+    let (with, without) = (stats(with), stats(without));
+    println!("audit trail, held-connection sign, {AUDIT_ROUNDS} alternating runs each:");
+    println!(
+        "  audit = false                        p50 {:>10}  p99 {:>10}",
+        us(without.p50),
+        us(without.p99)
+    );
+    println!(
+        "  audit on                             p50 {:>10}  p99 {:>10}   +{} p50 ({:.2}x)",
+        us(with.p50),
+        us(with.p99),
+        us(with.p50.saturating_sub(without.p50)),
+        with.p50.as_secs_f64() / without.p50.as_secs_f64()
+    );
+    drop(off);
+    quiet.stop_agent();
     println!();
 
     // 2. Many clients: the raw echo with as many clients vs signs.
