@@ -619,3 +619,36 @@ print("tampered", *call("POST", base + "account/?op=create_authorisation_token",
         assert!(r.header("authorization").is_some_and(|a| a.contains("HMAC-SHA1")), "{r:#?}");
     }
 }
+
+#[test]
+fn every_proxied_request_is_in_the_audit_trail_without_its_query() {
+    let Some((env, _server, real)) = bearer_world() else { return };
+    let p = start_proxy(&env, &["api.prod"]);
+    let (url, key) = (s(&p, "url"), s(&p, "key"));
+    let ok = curl(
+        &format!("{url}echo/audited?token=q-secret"),
+        &[format!("Authorization: Bearer {key}")],
+        &[],
+    );
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let refused = curl(&format!("{url}echo/refused"), &["Authorization: Bearer wrong".into()], &[]);
+    assert_eq!(refused.status, 401, "{}", refused.body);
+
+    let out = env.signet(&["audit", "--token", "api.prod", "--json"]);
+    assert_eq!(out.code(), 0, "{out:#?}");
+    let records: Vec<serde_json::Value> =
+        out.stdout.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    let proxied: Vec<_> = records.iter().filter(|r| r["action"] == "proxy").collect();
+    assert_eq!(proxied.len(), 2, "{records:#?}");
+    assert_eq!(proxied[0]["path"], "/echo/audited", "{records:#?}");
+    assert_eq!(proxied[0]["status"], 200);
+    assert_eq!(proxied[0]["outcome"], "ok");
+    assert_eq!(proxied[1]["path"], "/echo/refused");
+    assert_eq!(proxied[1]["status"], 401);
+    assert_eq!(proxied[1]["outcome"], "refused");
+    let trail = std::fs::read(env.data_dir().join("audit.jsonl")).expect("the trail");
+    let trail = String::from_utf8_lossy(&trail);
+    for secret in ["q-secret", real.as_str(), key] {
+        assert!(!trail.contains(secret), "the trail holds {secret}");
+    }
+}

@@ -361,10 +361,35 @@ const HOP_HEADERS: &[&str] = &[
 ];
 
 async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<ProxyBody> {
-    match exchange(ctx, req).await {
-        Ok(r) => r,
-        Err(r) => r,
+    // For the audit trail: where the request was meant to go upstream, by
+    // its path alone (a query may carry secrets of its own).
+    let method = req.method().as_str().to_string();
+    let upstream = ctx.root.join(&format!("./{}", req.uri().path().trim_start_matches('/')));
+    let (answer, outcome) = match exchange(ctx, req).await {
+        Ok(r) => (r, "ok"),
+        // Refused by the proxy itself: nothing reached upstream.
+        Err(r) => (r, "refused"),
+    };
+    if ctx.agent.audit.enabled() {
+        let (origin, path) = match &upstream {
+            Ok(u) => crate::audit::origin_and_path(u.as_str()),
+            Err(_) => (None, None),
+        };
+        ctx.agent.audit.record(crate::audit::Record {
+            action: "proxy".into(),
+            uid: Some(ctx.owner.uid),
+            pid: Some(ctx.owner.pid),
+            socket: Some("proxy".into()),
+            token: Some(ctx.name.clone()),
+            method: Some(method),
+            origin,
+            path,
+            status: Some(answer.status().as_u16()),
+            outcome: outcome.into(),
+            ..Default::default()
+        });
     }
+    answer
 }
 
 async fn exchange(
