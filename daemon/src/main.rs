@@ -203,11 +203,15 @@ fn vault_passphrase(
 ) -> Result<Option<Secret>, StartError> {
     let exists = Vault::exists_in(data_dir);
     // A migration records the vault as the store of record: then `auto`
-    // needs the passphrase even where a Secret Service answers.
-    let recorded_file = signet_agent::store::index::load(data_dir)
-        .ok()
-        .flatten()
-        .is_some_and(|i| i.store.as_deref() == Some("file"));
+    // needs the passphrase even where a Secret Service answers. Read only
+    // when it can matter: the index is read whole, and the store reads it
+    // again.
+    let recorded_file = || {
+        signet_agent::store::index::load(data_dir)
+            .ok()
+            .flatten()
+            .is_some_and(|i| i.store.as_deref() == Some("file"))
+    };
     let needed = match choice {
         StoreChoice::File => true,
         StoreChoice::Auto => exists,
@@ -224,8 +228,8 @@ fn vault_passphrase(
     // With a session bus, `auto` will likely use the Secret Service:
     // do not stop to ask for a passphrase it may never need.
     if choice == StoreChoice::Auto
-        && !recorded_file
         && std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some_and(|v| !v.is_empty())
+        && !recorded_file()
     {
         return Ok(None);
     }
