@@ -7,7 +7,8 @@
 //! already have a foothold in it.
 
 use std::fs;
-use std::io;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -94,6 +95,31 @@ pub fn check_private_dir(dir: &Path) -> Result<(), DirError> {
 /// prints for `eval` still works after it changes directory.
 pub fn absolute(p: &Path) -> io::Result<PathBuf> {
     if p.is_absolute() { Ok(p.to_path_buf()) } else { Ok(std::env::current_dir()?.join(p)) }
+}
+
+/// Makes `parts`, one after the other, the content of `path`, so that a
+/// crash at any instant leaves the old content or the new, never a mix: a
+/// temporary file beside it (mode 0600 from creation), fsynced, renamed over
+/// it, then the directory fsynced, since the rename is durable only then.
+pub fn replace_file(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = path.file_name().ok_or_else(|| io::Error::other("no file name"))?.to_os_string();
+    tmp.push(".tmp");
+    let tmp = dir.join(tmp);
+    {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        for part in parts {
+            f.write_all(part)?;
+        }
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -333,24 +333,9 @@ pub fn save(dir: &Path, index: &Index) -> Result<(), IndexError> {
     let werr = |err| IndexError::Write { dir: dir.to_path_buf(), err };
     let bytes =
         serde_json::to_vec(index).map_err(|e| werr(std::io::Error::other(e.to_string())))?;
-    let tmp = dir.join(format!("{INDEX_FILE}.tmp"));
-    {
-        // 0600 from creation: metadata is not secret, but it is nobody
-        // else's business which APIs this user holds tokens for.
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(werr)?;
-        f.write_all(&bytes).map_err(werr)?;
-        f.write_all(b"\n").map_err(werr)?;
-        f.sync_all().map_err(werr)?;
-    }
-    fs::rename(&tmp, dir.join(INDEX_FILE)).map_err(werr)?;
-    // The rename is durable only once the directory itself is synced.
-    File::open(dir).and_then(|d| d.sync_all()).map_err(werr)?;
+    // 0600 from creation: metadata is not secret, but it is nobody else's
+    // business which APIs this user holds tokens for.
+    crate::paths::replace_file(&dir.join(INDEX_FILE), &[&bytes, b"\n"]).map_err(werr)?;
     Ok(())
 }
 

@@ -33,7 +33,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -274,23 +274,7 @@ fn header_bytes(key: &Key, salt: &[u8], p: KdfParams) -> Result<Vec<u8>, VaultEr
 
 /// Writes `bytes` as the new content of `path`, atomically and durably.
 fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
-    let err = io_err(path);
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(&err)?;
-        f.write_all(bytes).map_err(&err)?;
-        f.sync_all().map_err(&err)?;
-    }
-    fs::rename(&tmp, path).map_err(&err)?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(&err)?;
-    Ok(())
+    crate::paths::replace_file(path, &[bytes]).map_err(io_err(path))
 }
 
 /// Every write goes to the end (O_APPEND): a record is never written over
