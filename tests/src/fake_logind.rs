@@ -102,26 +102,8 @@ impl FakeLogind {
         available()?;
         let socket = dir.join("system_bus");
         let config = dir.join("system_bus.conf");
-        std::fs::write(
-            &config,
-            format!(
-                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path={}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"#,
-                socket.display()
-            ),
-        )
-        .map_err(|e| format!("cannot write the bus config: {e}"))?;
+        std::fs::write(&config, crate::secret_service::bus_config(&socket))
+            .map_err(|e| format!("cannot write the bus config: {e}"))?;
         let mut bus = Command::new("dbus-daemon")
             .arg(format!("--config-file={}", config.display()))
             .args(["--nofork", "--print-address=1"])

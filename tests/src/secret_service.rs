@@ -447,7 +447,8 @@ fn kill_group(child: &mut Child) {
     let _ = child.wait();
 }
 
-fn bus_config(socket: &Path) -> String {
+/// A private bus that anyone on it may own a name on; nothing is activated.
+pub(crate) fn bus_config(socket: &Path) -> String {
     // No <servicedir>: nothing is ever activated on this bus, so a prompt that
     // gnome-keyring asks for fails at once instead of starting a prompter.
     format!(
