@@ -68,6 +68,7 @@ fn lock_word(k: LockKind) -> &'static str {
     match k {
         LockKind::Passphrase => "passphrase",
         LockKind::Auto => "auto",
+        LockKind::Vault => "vault",
     }
 }
 
@@ -188,6 +189,9 @@ pub fn status_text(s: &StatusInfo) -> String {
         None => "no".to_string(),
         Some(LockKind::Passphrase) => "yes (`signet unlock` with the passphrase)".into(),
         Some(LockKind::Auto) => "yes, by the agent itself (`signet unlock`)".into(),
+        Some(LockKind::Vault) => {
+            "yes: the vault is closed (`signet unlock` with the vault's passphrase)".into()
+        }
     };
     let idle =
         s.idle_lock_secs.map_or_else(|| "never".to_string(), |n| format!("after {n} s idle"));

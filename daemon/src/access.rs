@@ -82,6 +82,9 @@ enum LockState {
     Locked {
         hash: Option<Zeroizing<String>>,
     },
+    /// Started on a vault without its passphrase: the vault's own
+    /// passphrase, checked by opening it, unlocks the agent.
+    Vault,
 }
 
 /// The agent's access state. One per agent.
@@ -145,6 +148,7 @@ impl Access {
             LockState::Unlocked => None,
             LockState::Locked { hash: Some(_) } => Some(LockKind::Passphrase),
             LockState::Locked { hash: None } => Some(LockKind::Auto),
+            LockState::Vault => Some(LockKind::Vault),
         }
     }
 
@@ -166,7 +170,7 @@ impl Access {
     pub fn set_locked(&self, hash: Option<Zeroizing<String>>) -> Result<(), Failure> {
         let mut st = self.state.lock().map_err(|_| internal())?;
         match (&*st, &hash) {
-            (LockState::Locked { hash: Some(_) }, _) => {
+            (LockState::Locked { hash: Some(_) } | LockState::Vault, _) => {
                 return Err(Failure::policy("the agent is already locked")
                     .with_hint("`signet unlock` unlocks it"));
             }
@@ -183,44 +187,83 @@ impl Access {
         Ok(())
     }
 
+    /// Marks the agent locked until the vault's passphrase opens the
+    /// vault: the agent started on one without it.
+    pub fn set_vault_locked(&self) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = LockState::Vault;
+        self.locked.store(true, Ordering::Release);
+    }
+
     /// Checks `passphrase` against the lock and, if it matches, marks the
-    /// agent unlocked (the caller unseals the store). A wrong passphrase
-    /// is answered after the delay its rank in a row earns.
-    pub async fn unlock(&self, passphrase: Option<Secret>) -> Result<(), Failure> {
+    /// agent unlocked (the caller unseals the store). A lock on a vault is
+    /// checked by `open_vault`, which opens it with the passphrase and says
+    /// whether it was the right one. A wrong passphrase is answered after
+    /// the delay its rank in a row earns.
+    pub async fn unlock<F, Fut>(
+        &self,
+        passphrase: Option<Secret>,
+        open_vault: F,
+    ) -> Result<(), Failure>
+    where
+        F: FnOnce(Secret) -> Fut,
+        Fut: std::future::Future<Output = Result<bool, Failure>>,
+    {
         let _gate = self.unlock_gate.lock().await;
-        let hash = match &*self.state.lock().map_err(|_| internal())? {
+        enum Check {
+            Nothing,
+            Hash(Zeroizing<String>),
+            Vault,
+        }
+        let check = match &*self.state.lock().map_err(|_| internal())? {
             LockState::Unlocked => {
                 return Err(Failure::other("the agent is not locked")
                     .with_hint("nothing to do; `signet lock` locks it"));
             }
-            LockState::Locked { hash } => hash.clone(),
+            LockState::Locked { hash: None } => Check::Nothing,
+            LockState::Locked { hash: Some(h) } => Check::Hash(h.clone()),
+            LockState::Vault => Check::Vault,
         };
-        if let Some(hash) = hash {
-            let Some(passphrase) = passphrase else {
-                return Err(Failure::usage("this lock needs its passphrase").with_hint(
-                    "run `signet unlock` and type the passphrase given to `signet lock`",
-                ));
-            };
-            let ok = tokio::task::spawn_blocking(move || verify(&hash, &passphrase))
-                .await
-                .map_err(|_| internal())?;
-            if !ok {
-                let n = {
-                    let mut f = self.failures.lock().map_err(|_| internal())?;
-                    *f = f.saturating_add(1);
-                    *f
+        let ok = match check {
+            Check::Nothing => true,
+            Check::Hash(hash) => {
+                let Some(passphrase) = passphrase else {
+                    return Err(Failure::usage("this lock needs its passphrase").with_hint(
+                        "run `signet unlock` and type the passphrase given to `signet lock`",
+                    ));
                 };
-                let delay = unlock_delay(n);
-                tracing::warn!(failures = n, "wrong unlock passphrase");
-                tokio::time::sleep(delay).await;
-                return Err(Failure::policy(format!(
-                    "wrong passphrase ({n} in a row; each further try waits longer, up to {} s)",
-                    MAX_UNLOCK_DELAY.as_secs()
-                ))
-                .with_hint(
-                    "try `signet unlock` again with the passphrase given to `signet lock`",
-                ));
+                tokio::task::spawn_blocking(move || verify(&hash, &passphrase))
+                    .await
+                    .map_err(|_| internal())?
             }
+            Check::Vault => {
+                let Some(passphrase) = passphrase else {
+                    return Err(Failure::usage("the vault needs its passphrase")
+                        .with_hint("run `signet unlock` and type the vault's passphrase"));
+                };
+                open_vault(passphrase).await?
+            }
+        };
+        if !ok {
+            let n = {
+                let mut f = self.failures.lock().map_err(|_| internal())?;
+                *f = f.saturating_add(1);
+                *f
+            };
+            let delay = unlock_delay(n);
+            tracing::warn!(failures = n, "wrong unlock passphrase");
+            tokio::time::sleep(delay).await;
+            let wrong = format!(
+                "wrong passphrase ({n} in a row; each further try waits longer, up to {} s)",
+                MAX_UNLOCK_DELAY.as_secs()
+            );
+            return Err(if matches!(self.lock_kind(), Some(LockKind::Vault)) {
+                Failure::new(ErrorCode::Store, format!("{wrong}: the vault stays closed"))
+                    .with_hint("try `signet unlock` again with the vault's passphrase")
+            } else {
+                Failure::policy(wrong).with_hint(
+                    "try `signet unlock` again with the passphrase given to `signet lock`",
+                )
+            });
         }
         *self.failures.lock().map_err(|_| internal())? = 0;
         *self.state.lock().map_err(|_| internal())? = LockState::Unlocked;
@@ -498,6 +541,34 @@ mod tests {
         assert!(!verify(&a, &Secret::from_str_value("correct hors")));
     }
 
+    async fn no_vault(_: Secret) -> Result<bool, Failure> {
+        panic!("this lock is not the vault's")
+    }
+
+    #[tokio::test]
+    async fn a_vault_lock_is_opened_only_by_what_opens_the_vault() {
+        let access = Access::with_askpass(&Config::default(), None);
+        access.set_vault_locked();
+        assert_eq!(access.lock_kind(), Some(LockKind::Vault));
+        assert!(access.set_locked(None).is_err(), "an idle lock must not replace the vault's");
+        assert_eq!(access.lock_kind(), Some(LockKind::Vault));
+        let f = access.unlock(None, no_vault).await.unwrap_err();
+        assert_eq!(f.code, ErrorCode::Usage);
+        let tried = std::sync::Mutex::new(Vec::new());
+        let open = |p: Secret| {
+            let right = p.expose() == b"vault pass";
+            tried.lock().unwrap().push(right);
+            async move { Ok(right) }
+        };
+        let f = access.unlock(Some(Secret::from_str_value("guess")), open).await.unwrap_err();
+        assert_eq!(f.code, ErrorCode::Store, "{f:?}");
+        assert!(f.message.contains("the vault stays closed"), "{f:?}");
+        assert!(access.is_locked());
+        access.unlock(Some(Secret::from_str_value("vault pass")), open).await.unwrap();
+        assert!(!access.is_locked());
+        assert_eq!(*tried.lock().unwrap(), [false, true]);
+    }
+
     #[tokio::test]
     async fn locked_refuses_every_use_and_unlock_needs_the_passphrase() {
         let access = Access::with_askpass(&Config::default(), None);
@@ -510,10 +581,10 @@ mod tests {
         let f = access.admit_use(peer, &entry(), &dest, 0).await.unwrap_err();
         assert_eq!((f.code, f.message.as_str()), (ErrorCode::Policy, "the agent is locked"));
         assert!(access.set_locked(None).is_err(), "a second lock must be refused");
-        assert!(access.unlock(None).await.is_err());
-        access.unlock(Some(p)).await.unwrap();
+        assert!(access.unlock(None, no_vault).await.is_err());
+        access.unlock(Some(p), no_vault).await.unwrap();
         assert!(!access.is_locked());
-        assert!(access.unlock(None).await.is_err(), "not locked any more");
+        assert!(access.unlock(None, no_vault).await.is_err(), "not locked any more");
     }
 
     #[tokio::test]

@@ -72,10 +72,14 @@ impl Agent {
         Ok(())
     }
 
-    /// Unlocks the agent if `passphrase` opens its lock.
+    /// Unlocks the agent if `passphrase` opens its lock (or, for an agent
+    /// started without the vault's passphrase, the vault).
     pub async fn unlock(&self, passphrase: Option<Secret>) -> Result<(), Failure> {
-        self.access.unlock(passphrase).await?;
+        let open_vault = |p: Secret| async move { Ok(self.store.open_vault(p).await?) };
+        self.access.unlock(passphrase, open_vault).await?;
         self.store.unseal();
+        // Lifetimes that ended while the vault was closed.
+        self.access.reap.notify_one();
         Ok(())
     }
 }

@@ -630,6 +630,9 @@ fn serve(
             proxies: signet_agent::proxies::Proxies::default(),
             audit,
         });
+        if agent.store.awaits_vault() {
+            agent.access.set_vault_locked();
+        }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let restricted_task = match restricted_parts {
             Some((l, file)) => {

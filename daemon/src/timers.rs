@@ -52,7 +52,12 @@ const REAP_CHECK: Duration = Duration::from_secs(60);
 pub async fn reaper(agent: Arc<Agent>, mut stop: watch::Receiver<bool>) {
     loop {
         let at = now();
-        let entries = agent.store.all_active().unwrap_or_default();
+        // A closed vault cannot delete anything: wait for `signet unlock`.
+        let entries = if agent.store.awaits_vault() {
+            Vec::new()
+        } else {
+            agent.store.all_active().unwrap_or_default()
+        };
         let mut failed = false;
         for e in entries.iter().filter(|e| e.removes_at.is_some_and(|t| t <= at)) {
             match agent.store.remove_id(&e.id).await {

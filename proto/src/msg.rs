@@ -417,6 +417,9 @@ pub enum LockKind {
     /// The agent locked itself (idle, session locked, sleep): `signet
     /// unlock` needs no passphrase, only the user's presence.
     Auto,
+    /// The agent started on a vault without its passphrase: `signet
+    /// unlock` with the vault's passphrase opens the vault.
+    Vault,
 }
 
 /// The class of a failure; each maps to one exit code of `signet` (the

@@ -160,6 +160,46 @@ fn without_a_passphrase_the_agent_refuses_to_start_and_says_how() {
 }
 
 #[test]
+fn without_its_passphrase_an_existing_vault_starts_locked_and_unlock_opens_it() {
+    let Some(mut env) = TestEnv::started(Backend::File) else { return };
+    env.add("deploy", "bearer", URL, "opened-at-unlock", &["--exportable"]);
+    env.stop_agent();
+
+    // No passphrase file and no terminal, as under systemd without
+    // LoadCredential: the agent serves, locked, and keeps the vault shut.
+    env.agent_env.push(("SIGNET_VAULT_PASSPHRASE_FILE".into(), String::new()));
+    env.start_agent();
+    let status = env.signet(&["status", "--json"]).json();
+    assert_eq!(status["lock"], "vault", "{status}");
+    let listed = env.signet(&["list", "--json"]).json();
+    assert_eq!(listed[0]["name"], "deploy", "the index answers while the vault is shut");
+    let refused = env.signet(&["sign", "deploy", URL]);
+    assert_eq!(refused.code(), 5, "{refused:#?}");
+    assert!(refused.stderr.contains("locked"), "{refused:#?}");
+    let added = env.try_add("other", "bearer", URL, "not-now", &[]);
+    assert_eq!(added.code(), 5, "{added:#?}");
+
+    let wrong = env.signet_in(&["unlock"], b"not the passphrase\n");
+    assert_eq!(wrong.code(), 6, "{wrong:#?}");
+    assert!(wrong.stderr.contains("wrong passphrase"), "{wrong:#?}");
+    assert_eq!(env.signet(&["status", "--json"]).json()["lock"], "vault");
+
+    let opened = env.signet_in(&["unlock"], format!("{VAULT_PASSPHRASE}\n").as_bytes());
+    assert_eq!(opened.code(), 0, "{opened:#?}");
+    assert_eq!(env.signet(&["status", "--json"]).json()["locked"], false);
+    assert!(env.sign_line(&["deploy", URL]).contains("opened-at-unlock"));
+    env.add("later", "bearer", URL, "added-after-unlock", &["--exportable"]);
+    assert!(env.vault_items(VAULT_PASSPHRASE).len() >= 2);
+    let log = env.agent_log();
+    assert!(!log.contains(VAULT_PASSPHRASE) && !log.contains("not the passphrase"), "{log}");
+
+    // The opened vault is the one the next start with the passphrase finds.
+    env.agent_env.clear();
+    env.restart_agent();
+    assert!(env.sign_line(&["later", URL]).contains("added-after-unlock"));
+}
+
+#[test]
 fn auto_without_a_secret_service_takes_an_existing_vault() {
     let Some(mut env) = TestEnv::started(Backend::File) else { return };
     env.add("deploy", "bearer", URL, "auto-found-me", &["--exportable"]);

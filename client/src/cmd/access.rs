@@ -119,6 +119,7 @@ pub fn unlock(socket: Option<&Path>) -> Result<(), Failed> {
         }
         Some(LockKind::Auto) => None,
         Some(LockKind::Passphrase) => Some(read_passphrase("Unlock passphrase: ", &mut None)?),
+        Some(LockKind::Vault) => Some(read_passphrase("Vault passphrase: ", &mut None)?),
     };
     client.unlock(passphrase)?;
     eprintln!("Agent unlocked.");

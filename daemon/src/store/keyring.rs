@@ -91,6 +91,9 @@ pub enum KeyringError {
     NoPassphrase,
     #[error("{0}")]
     Vault(String),
+    /// The agent started on the vault without its passphrase.
+    #[error("the vault is closed until `signet unlock` gives its passphrase")]
+    VaultClosed,
 }
 
 impl From<VaultError> for KeyringError {
@@ -282,7 +285,8 @@ type Job = Box<dyn FnOnce(&dyn SecretBackend) + Send>;
 /// when the last handle is dropped.
 #[derive(Clone)]
 pub struct Keyring {
-    tx: mpsc::Sender<Job>,
+    /// `None`: the vault, not opened yet (see [`Keyring::closed_vault`]).
+    tx: Option<mpsc::Sender<Job>>,
     name: &'static str,
     timeout: Duration,
 }
@@ -354,10 +358,25 @@ impl Keyring {
         let floor = if matches!(choice, StoreChoice::File | StoreChoice::Auto) { 60 } else { 1 };
         let wait = timeout.max(Duration::from_secs(floor));
         match ready_rx.recv_timeout(wait) {
-            Ok(Ok((name, warning))) => Ok((Keyring { tx, name, timeout }, warning)),
+            Ok(Ok((name, warning))) => Ok((Keyring { tx: Some(tx), name, timeout }, warning)),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(KeyringError::Timeout(wait.as_secs())),
         }
+    }
+
+    /// The vault, before its passphrase is given: every call fails with
+    /// [`KeyringError::VaultClosed`] until it is replaced by the open one.
+    pub fn closed_vault(timeout: Duration) -> Keyring {
+        Keyring { tx: None, name: "file", timeout }
+    }
+
+    /// Whether this is [`Keyring::closed_vault`].
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_none()
+    }
+
+    fn sender(&self) -> Result<&mpsc::Sender<Job>, KeyringError> {
+        self.tx.as_ref().ok_or(KeyringError::VaultClosed)
     }
 
     /// `secret-service`, `keyutils` or `file`.
@@ -373,7 +392,7 @@ impl Keyring {
         F: FnOnce(&dyn SecretBackend) -> Result<R, KeyringError> + Send + 'static,
     {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.tx
+        self.sender()?
             .send(Box::new(move |b| {
                 let _ = tx.send(f(b));
             }))
@@ -388,7 +407,7 @@ impl Keyring {
         F: FnOnce(&dyn SecretBackend) -> Result<R, KeyringError> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.tx
+        self.sender()?
             .send(Box::new(move |b| {
                 let _ = tx.send(f(b));
             }))

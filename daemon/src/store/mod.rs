@@ -27,6 +27,7 @@ use signet_proto::{ErrorCode, Failure, MigrateOutcome, Secret};
 
 use self::index::{Change, Entry, EntryState, Index, IndexError, Journal};
 use self::keyring::{Keyring, KeyringError, StoreChoice, VaultAccess};
+use self::vault::Vault;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -170,7 +171,18 @@ impl Store {
         let journal = index::open_journal(dir, journalled)?;
         let (choice, mut notes) = resolve_choice(dir, &index, choice)?;
         let vault = VaultAccess { dir: dir.to_path_buf(), passphrase };
-        let (keyring, warning) = Keyring::open(choice, &index.store_id, keyring_timeout, vault)?;
+        let (keyring, warning) =
+            match Keyring::open(choice, &index.store_id, keyring_timeout, vault) {
+                // An existing vault and no passphrase (no terminal, no file):
+                // serve locked, and open the vault at `signet unlock`.
+                Err(KeyringError::NoPassphrase) if Vault::exists_in(dir) => (
+                    Keyring::closed_vault(keyring_timeout),
+                    Some(
+                        "the vault stays closed until `signet unlock` gives its passphrase".into(),
+                    ),
+                ),
+                opened => opened?,
+            };
         notes.extend(warning);
         let warning = if notes.is_empty() { None } else { Some(notes.join("; ")) };
         let record = keyring.name() != "memory" && index.store.as_deref() != Some(keyring.name());
@@ -191,9 +203,57 @@ impl Store {
             let name = store.keyring_name().to_string();
             store.commit_blocking(vec![Change::Store { store: Some(name), previous_store }])?;
         }
+        if store.awaits_vault() {
+            store.seal();
+            return Ok((store, warning, Recovery::default()));
+        }
         let recovery = store.recover()?;
         store.finish_migration();
         Ok((store, warning, recovery))
+    }
+
+    /// Whether the store is the vault, not opened yet for want of its
+    /// passphrase. The agent stays locked meanwhile.
+    pub fn awaits_vault(&self) -> bool {
+        self.keyring().is_ok_and(|k| k.is_closed())
+    }
+
+    /// Opens the vault the store awaits with `passphrase`, then finishes
+    /// what a crash interrupted, as a start with the passphrase would have.
+    /// `Ok(false)`: the wrong passphrase, nothing changed.
+    pub async fn open_vault(&self, passphrase: Secret) -> Result<bool, StoreError> {
+        let _w = self.writer.lock().await;
+        if !self.awaits_vault() {
+            return Ok(true);
+        }
+        let (dir, timeout, store_id) = (self.dir.clone(), self.keyring_timeout, self.store_id());
+        let opened = tokio::task::spawn_blocking(move || {
+            let vault = VaultAccess { dir, passphrase: Some(passphrase) };
+            Keyring::open(StoreChoice::File, &store_id, timeout, vault)
+        })
+        .await
+        .map_err(|e| StoreError::Setup(format!("cannot open the vault: {e}")))?;
+        let keyring = match opened {
+            Ok((k, _)) => k,
+            Err(KeyringError::WrongPassphrase) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        *self.keyring.write().map_err(|_| lock_poisoned())? = keyring;
+        // Keyring calls block (each at most the keyring timeout), and the
+        // source store of a cut-short migration may be slow to answer.
+        let finish = || {
+            let recovery = self.recover()?;
+            if recovery != Recovery::default() {
+                tracing::info!(?recovery, "finished changes interrupted by a crash");
+            }
+            self.finish_migration();
+            Ok::<_, StoreError>(())
+        };
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(finish)?,
+            _ => finish()?,
+        }
+        Ok(true)
     }
 
     /// The keyring in use now.
