@@ -721,6 +721,9 @@ fn serve(
         if let Err(e) = agent.store.flush_usage().await {
             tracing::warn!(error = %e, "cannot record token use");
         }
+        if let Err(e) = agent.store.checkpoint().await {
+            tracing::warn!(error = %e, "cannot fold the index journal into its snapshot");
+        }
         agent.store.wipe_cache();
         Ok::<(), StartError>(())
     });

@@ -230,6 +230,25 @@ fn sigterm_and_sigint_remove_the_socket_and_exit_0() {
 }
 
 #[test]
+fn a_clean_stop_folds_the_index_journal_into_the_snapshot() {
+    let Some(mut env) = TestEnv::started(Backend::SecretService) else { return };
+    env.add("first", "bearer", "https://h/", "t1", &[]);
+    env.add("second", "bearer", "https://h/", "t2", &["--exportable"]);
+    let journal = env.data_dir().join("index.journal");
+    let snapshot = env.data_dir().join("index.json");
+    let len = |p: &std::path::Path| std::fs::metadata(p).unwrap().len();
+    assert!(len(&journal) > 0, "each add is journalled");
+    assert!(!std::fs::read_to_string(&snapshot).unwrap().contains("\"second\""));
+    assert_eq!(env.stop_agent().code(), Some(0));
+    // The next start reads one file and replays nothing.
+    assert_eq!(len(&journal), 0, "the journal was not folded in at stop");
+    let text = std::fs::read_to_string(&snapshot).unwrap();
+    assert!(text.contains("\"first\"") && text.contains("\"second\""), "{text}");
+    env.start_agent();
+    assert_eq!(env.sign_line(&["second", "https://h/"]), "Authorization: Bearer t2");
+}
+
+#[test]
 fn during_the_grace_period_a_new_client_finds_no_agent_at_once() {
     let Some(mut env) = TestEnv::started(Backend::SecretService) else { return };
     let silent = SilentServer::start();

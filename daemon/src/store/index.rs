@@ -245,6 +245,9 @@ fn replay(dir: &Path, index: &mut Index, repair: bool) -> Result<usize, IndexErr
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(err) => return Err(IndexError::Read { path, err }),
     };
+    if bytes.is_empty() {
+        return Ok(0);
+    }
     let corrupt = |why: &str| IndexError::Corrupt { path: path.clone(), err: why.to_string() };
     // Replay against a map by id: looking each id up in the list would
     // make start-up quadratic in the number of tokens.
@@ -315,12 +318,14 @@ pub fn load(dir: &Path) -> Result<Option<Index>, IndexError> {
 
 fn load_snapshot(dir: &Path) -> Result<Option<Index>, IndexError> {
     let path = dir.join(INDEX_FILE);
-    let text = match fs::read_to_string(&path) {
+    // One read of the file's size (fs::read sizes its buffer from the
+    // metadata), parsed in place: no UTF-8 pass over the whole text first.
+    let bytes = match fs::read(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(IndexError::Read { path, err }),
     };
-    let index: Index = serde_json::from_str(&text)
+    let index: Index = serde_json::from_slice(&bytes)
         .map_err(|e| IndexError::Corrupt { path: path.clone(), err: e.to_string() })?;
     if index.version != FORMAT_VERSION {
         return Err(IndexError::Version { path, found: index.version });

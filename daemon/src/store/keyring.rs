@@ -199,22 +199,52 @@ impl SecretBackend for CoreBackend {
     }
 }
 
+/// An existing vault being opened on its own thread.
+pub type OpeningVault = std::thread::JoinHandle<Result<Vault, VaultError>>;
+
 /// What opening the vault needs, when the choice may land on it.
 pub struct VaultAccess {
     /// The data directory the vault file lives in.
     pub dir: PathBuf,
     /// Given once per agent life; `None` when none was given.
     pub passphrase: Option<Secret>,
+    /// The vault, already being opened with `passphrase` (see
+    /// [`VaultAccess::open_early`]); used instead of opening it again.
+    pub opening: Option<OpeningVault>,
+}
+
+impl VaultAccess {
+    pub fn new(dir: PathBuf, passphrase: Option<Secret>) -> VaultAccess {
+        VaultAccess { dir, passphrase, opening: None }
+    }
+
+    /// Starts deriving the vault's key now, on a thread of its own, when
+    /// there is a vault and a passphrase: the key derivation is the slow
+    /// part of a start, and it needs nothing the index says. If the store
+    /// chosen turns out not to be the vault, the result is dropped.
+    pub fn open_early(mut self) -> VaultAccess {
+        let path = Vault::path_in(&self.dir);
+        if let (Some(pass), true) = (&self.passphrase, path.exists()) {
+            let pass = pass.clone();
+            self.opening = std::thread::Builder::new()
+                .name("vault-kdf".into())
+                .spawn(move || Vault::open(&path, &pass))
+                .ok();
+        }
+        self
+    }
 }
 
 /// Opens the vault in `access.dir`, creating it when there is none.
-fn open_vault(service: String, access: &VaultAccess) -> Result<CoreBackend, KeyringError> {
+fn open_vault(service: String, access: VaultAccess) -> Result<CoreBackend, KeyringError> {
     let pass = access.passphrase.as_ref().ok_or(KeyringError::NoPassphrase)?;
     let path = Vault::path_in(&access.dir);
-    let vault = if path.exists() {
-        Vault::open(&path, pass)?
-    } else {
-        Vault::create(&path, pass, KdfParams::for_new_vault())?
+    let vault = match access.opening {
+        Some(opening) => {
+            opening.join().map_err(|_| KeyringError::Vault("opening the vault failed".into()))??
+        }
+        None if path.exists() => Vault::open(&path, pass)?,
+        None => Vault::create(&path, pass, KdfParams::for_new_vault())?,
     };
     let vault = Arc::new(vault);
     let store: Arc<CredentialStore> = VaultStore::new(vault.clone());
@@ -312,7 +342,7 @@ impl Keyring {
                         open_secret_service(service).map(|b| (b, "secret-service", None))
                     }
                     StoreChoice::Keyutils => open_keyutils(service).map(|b| (b, "keyutils", None)),
-                    StoreChoice::File => open_vault(service, &vault).map(|b| (b, "file", None)),
+                    StoreChoice::File => open_vault(service, vault).map(|b| (b, "file", None)),
                     #[cfg(feature = "memory-store")]
                     StoreChoice::Memory => keyring_core::mock::Store::new()
                         .map_err(KeyringError::from)
@@ -323,7 +353,7 @@ impl Keyring {
                     StoreChoice::Auto => match open_secret_service(service.clone()) {
                         Ok(b) => Ok((b, "secret-service", None)),
                         Err(_) if Vault::exists_in(&vault.dir) => {
-                            open_vault(service, &vault).map(|b| (b, "file", None))
+                            open_vault(service, vault).map(|b| (b, "file", None))
                         }
                         Err(ss_err) => match open_keyutils(service) {
                             Ok(b) => Ok((

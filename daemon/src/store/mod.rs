@@ -160,6 +160,8 @@ impl Store {
     ) -> Result<(Store, Option<String>, Recovery), StoreError> {
         crate::paths::ensure_private_dir(dir)?;
         let lock = lock_data_dir(dir)?;
+        // The key derivation runs while the index is read.
+        let vault = VaultAccess::new(dir.to_path_buf(), passphrase).open_early();
         let (index, journalled) = match index::load_with_journal(dir, true)? {
             Some(loaded) => loaded,
             None => {
@@ -170,7 +172,6 @@ impl Store {
         };
         let journal = index::open_journal(dir, journalled)?;
         let (choice, mut notes) = resolve_choice(dir, &index, choice)?;
-        let vault = VaultAccess { dir: dir.to_path_buf(), passphrase };
         let (keyring, warning) =
             match Keyring::open(choice, &index.store_id, keyring_timeout, vault) {
                 // An existing vault and no passphrase (no terminal, no file):
@@ -228,7 +229,7 @@ impl Store {
         }
         let (dir, timeout, store_id) = (self.dir.clone(), self.keyring_timeout, self.store_id());
         let opened = tokio::task::spawn_blocking(move || {
-            let vault = VaultAccess { dir, passphrase: Some(passphrase) };
+            let vault = VaultAccess::new(dir, Some(passphrase));
             Keyring::open(StoreChoice::File, &store_id, timeout, vault)
         })
         .await
@@ -328,11 +329,14 @@ impl Store {
     /// Deletes the old copies a migration cut short left in its source
     /// store, when that store can be opened without asking anyone.
     fn finish_migration(&self) {
+        if self.read().map_or(true, |i| i.previous_store.is_none()) {
+            return;
+        }
         let Ok(idx) = self.read().map(|i| i.clone()) else { return };
         let Some(prev) = idx.previous_store.clone() else { return };
         let outcome =
             prev.parse::<StoreChoice>().map_err(KeyringError::Unavailable).and_then(|c| {
-                let vault = VaultAccess { dir: self.dir.clone(), passphrase: None };
+                let vault = VaultAccess::new(self.dir.clone(), None);
                 Keyring::open(c, &idx.store_id, self.keyring_timeout, vault)
             });
         let mut left = 0usize;
@@ -381,7 +385,7 @@ impl Store {
         let store_id = self.store_id();
         let (dir, timeout) = (self.dir.clone(), self.keyring_timeout);
         let (target, _) = tokio::task::spawn_blocking(move || {
-            Keyring::open(to, &store_id, timeout, VaultAccess { dir, passphrase })
+            Keyring::open(to, &store_id, timeout, VaultAccess::new(dir, passphrase))
         })
         .await
         .map_err(|e| StoreError::Setup(format!("cannot open the target store: {e}")))??;
@@ -802,6 +806,24 @@ impl Store {
         Ok(())
     }
 
+    /// Folds the journal into the snapshot, so that the next start reads
+    /// one file and replays nothing: called at a clean stop. A crash skips
+    /// it, and the next start replays the journal instead.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        let _w = self.writer.lock().await;
+        let journal = self.journal.clone();
+        if journal.lock().map_err(|_| lock_poisoned())?.len == 0 {
+            return Ok(());
+        }
+        let snapshot = self.read()?.clone();
+        tokio::task::spawn_blocking(move || {
+            journal.lock().map_err(|_| lock_poisoned())?.compact(&snapshot)?;
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .map_err(|e| StoreError::Setup(format!("index writer failed: {e}")))?
+    }
+
     /// Drops every cached secret. In-flight users keep theirs until done.
     pub fn wipe_cache(&self) {
         if let Ok(mut c) = self.cache.lock() {
@@ -854,17 +876,35 @@ fn lock_data_dir(dir: &Path) -> Result<nix::fcntl::Flock<File>, StoreError> {
         .mode(0o600)
         .open(&path)
         .map_err(|e| StoreError::Setup(format!("cannot open {}: {e}", path.display())))?;
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
-        if e == nix::errno::Errno::EWOULDBLOCK {
-            StoreError::Setup(format!(
-                "another signet-agent is using the data directory {}; stop it or pass --data-dir",
-                dir.display()
-            ))
-        } else {
-            StoreError::Setup(format!("cannot lock {}: {e}", path.display()))
+    // An agent that is stopping has given up its socket already but still
+    // writes its index for a moment (and waits up to its grace period for
+    // requests in flight): a restart right behind it waits for the lock
+    // rather than failing. One that keeps running is reported.
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    let mut f = f;
+    loop {
+        match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((back, nix::errno::Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
+                f = back;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                return Err(StoreError::Setup(format!(
+                    "another signet-agent is using the data directory {}; stop it or pass --data-dir",
+                    dir.display()
+                )));
+            }
+            Err((_, e)) => {
+                return Err(StoreError::Setup(format!("cannot lock {}: {e}", path.display())));
+            }
         }
-    })
+    }
 }
+
+/// How long a start waits for the data directory's lock: the default
+/// shutdown grace period of an agent that is stopping, and a second more.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(6);
 
 #[cfg(test)]
 mod tests {

@@ -344,10 +344,10 @@ fn store_scale() {
     drop(c);
 
     // Start to ready: the process from spawn to its eval line (-D prints
-    // it once the socket accepts connections), median of 5.
+    // it once the socket accepts connections), median of 9.
     let time_starts = |env: &mut TestEnv| {
         let mut v = Vec::new();
-        for _ in 0..5 {
+        for _ in 0..9 {
             env.stop_agent();
             let start = Instant::now();
             env.start_agent();
@@ -388,15 +388,22 @@ fn store_scale() {
     drop(c);
     env.store = Some("auto");
     let file_start = time_starts(&mut env);
-    let kdf = {
-        let start = Instant::now();
-        signet_agent::store::vault::Vault::read_all(
-            &env.vault_file(),
-            &signet_client::Secret::from_str_value("bench vault passphrase"),
-        )
-        .expect("vault");
-        start.elapsed()
-    };
+    // Opening the vault alone (Argon2id, then every item decrypted), timed
+    // as the starts are: median of 5.
+    let kdf = stats(
+        (0..5)
+            .map(|_| {
+                let start = Instant::now();
+                signet_agent::store::vault::Vault::read_all(
+                    &env.vault_file(),
+                    &signet_client::Secret::from_str_value("bench vault passphrase"),
+                )
+                .expect("vault");
+                start.elapsed()
+            })
+            .collect(),
+    )
+    .p50;
     env.stop_agent();
 
     println!("the store at {SCALE_TOKENS} tokens (target in brackets):");
@@ -408,11 +415,12 @@ fn store_scale() {
     );
     println!("  list of all, median                  {:>10}   [<= 20 ms]", ms(list.p50));
     println!("  start to ready, keyutils, median     {:>10}   [<= 50 ms]", ms(ku_start));
+    println!("  start to ready, vault file, median   {:>10}", ms(file_start));
+    println!("    opening the vault alone, median     {:>10}", ms(kdf));
     println!(
-        "  start to ready, vault file, median   {:>10}   [<= 50 ms beyond the KDF]",
-        ms(file_start)
+        "    the start beyond it                 {:>10}   [<= 50 ms]",
+        ms(file_start.saturating_sub(kdf))
     );
-    println!("    of which Argon2id + reading vault  {:>10}", ms(kdf));
     println!("  migrate keyutils -> file, all        {:>10}", ms(migrate));
 }
 
