@@ -248,6 +248,18 @@ impl TestEnv {
         self.agent = Some(AgentProc { child, log });
     }
 
+    /// Starts the agent with a restricted socket beside the main one,
+    /// serving only the tokens in `allow`; returns the restricted socket.
+    pub fn start_agent_with_restricted_socket(&mut self, allow: &[&str]) -> PathBuf {
+        let sock = self.runtime_dir().join("signet-r/restricted.sock");
+        self.agent_args = vec!["--restricted-socket".into(), sock.display().to_string()];
+        for name in allow {
+            self.agent_args.extend(["--allow".to_string(), name.to_string()]);
+        }
+        self.start_agent();
+        sock
+    }
+
     /// SIGTERM, and waits; returns the exit status.
     pub fn stop_agent(&mut self) -> ExitStatus {
         let mut a = self.agent.take().expect("no agent");

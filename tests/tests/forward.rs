@@ -60,14 +60,7 @@ fn signing_through_a_socket_forwarded_by_openssh() {
         return;
     }
     let Some(mut env) = TestEnv::new(Backend::Keyutils) else { return };
-    let restricted = env.runtime_dir().join("signet-r/restricted.sock");
-    env.agent_args = vec![
-        "--restricted-socket".into(),
-        restricted.display().to_string(),
-        "--allow".into(),
-        "ok".into(),
-    ];
-    env.start_agent();
+    let restricted = env.start_agent_with_restricted_socket(&["ok"]);
     let server = BearerLikeServer::start(ExpectedAuth::bearer(SECRET));
     env.add("ok", "bearer", &server.url(), SECRET, &["--exportable"]);
     env.add("other", "bearer", &server.url(), SECRET, &["--exportable"]);

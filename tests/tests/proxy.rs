@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use signet_tests::upstream::{BearerLikeServer, ExpectedAuth, pattern_sha256};
+use signet_tests::upstream::{BearerLikeServer, ExpectedAuth, pattern_sha256, sha256_file};
 use signet_tests::{Backend, TestEnv, eventually, exists, run, wait_timeout};
 
 /// curl's answer: status, headers (lower-case names) and body.
@@ -426,21 +426,6 @@ fn bodies_stream_both_ways_through_tcp_and_unix_socket_proxies() {
     assert!(!exists(&sock), "the socket outlived its token");
     assert_eq!(env.signet(&["proxy", "--list", "--json"]).json(), serde_json::json!([]));
     assert!(server.requests().iter().all(|r| r.is_ok()));
-}
-
-fn sha256_file(path: &Path) -> String {
-    use std::io::Read as _;
-    let mut f = std::fs::File::open(path).expect("open");
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).expect("read");
-        if n == 0 {
-            break;
-        }
-        ctx.update(&buf[..n]);
-    }
-    ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The venv's python with python-libmaas and vastpy (`.ci/run` makes it

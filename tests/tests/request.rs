@@ -3,8 +3,7 @@
 //! how an upstream that is down, silent or cuts its answer short is
 //! reported (exit 7) while the agent goes on serving other clients.
 
-use std::io::{Read, Write};
-use std::path::Path;
+use std::io::Write;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,22 +12,9 @@ use std::time::{Duration, Instant};
 
 use signet_tests::upstream::{
     BearerLikeServer, ExpectedAuth, SilentServer, TruncatingServer, closed_port, pattern_sha256,
+    sha256_file,
 };
 use signet_tests::{Backend, Out, TestEnv, eventually};
-
-fn sha256_file(path: &Path) -> String {
-    let mut f = std::fs::File::open(path).expect("open");
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).expect("read");
-        if n == 0 {
-            break;
-        }
-        ctx.update(&buf[..n]);
-    }
-    ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// VmRSS of a process in KiB.
 fn rss_kib(pid: i32) -> Option<u64> {

@@ -24,14 +24,7 @@ fn through(env: &TestEnv, sock: &Path, args: &[&str], stdin: &[u8]) -> Out {
 #[test]
 fn only_sign_request_and_list_of_allowed_tokens_are_served() {
     let Some(mut env) = TestEnv::new(Backend::Keyutils) else { return };
-    let sock = env.runtime_dir().join("signet-r/restricted.sock");
-    env.agent_args = vec![
-        "--restricted-socket".into(),
-        sock.display().to_string(),
-        "--allow".into(),
-        "ok".into(),
-    ];
-    env.start_agent();
+    let sock = env.start_agent_with_restricted_socket(&["ok"]);
     let server = BearerLikeServer::start(ExpectedAuth::bearer(SECRET));
     env.add("ok", "bearer", &server.url(), SECRET, &["--exportable"]);
     env.add("other", "bearer", &server.url(), SECRET, &["--exportable"]);

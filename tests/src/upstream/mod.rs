@@ -91,6 +91,23 @@ pub fn pattern_sha256(n: u64) -> String {
     server::hex(hasher.finish().as_ref())
 }
 
+/// SHA-256 (lowercase hex) of a file, read in 1 MiB chunks: what a
+/// transfer wrote, to compare with [`pattern_sha256`].
+pub fn sha256_file(path: &std::path::Path) -> String {
+    use std::io::Read as _;
+    let mut f = std::fs::File::open(path).expect("open");
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+    }
+    server::hex(ctx.finish().as_ref())
+}
+
 /// Answers queued by `fail_next(op, status)`, consumed one per matching request.
 #[derive(Default)]
 pub(crate) struct Failures {
