@@ -99,16 +99,19 @@ pub struct Record {
 /// text up to the first `?` or `#`.
 pub fn origin_and_path(url: &str) -> (Option<String>, Option<String>) {
     match url::Url::parse(url.trim()) {
-        Ok(u) => {
-            let origin = u.origin().ascii_serialization();
-            let origin = (origin != "null").then_some(origin);
-            (origin, Some(clip(u.path())))
-        }
+        Ok(u) => origin_and_path_of(&u),
         Err(_) => {
             let t = url.split(['?', '#']).next().unwrap_or("");
             (None, Some(clip(t)))
         }
     }
+}
+
+/// [`origin_and_path`] of a URL parsed already.
+pub fn origin_and_path_of(u: &url::Url) -> (Option<String>, Option<String>) {
+    let origin = u.origin().ascii_serialization();
+    let origin = (origin != "null").then_some(origin);
+    (origin, Some(clip(u.path())))
 }
 
 fn clip(s: &str) -> String {
@@ -161,7 +164,9 @@ pub enum AuditError {
 }
 
 enum Msg {
-    Line(Vec<u8>),
+    /// A record and the moment it happened: serialised on the writer's
+    /// thread, off the path of the request it records.
+    Record(Box<Record>, time::OffsetDateTime),
     /// Answered once every line queued before it is written.
     Sync(mpsc::Sender<()>),
 }
@@ -216,15 +221,10 @@ impl Audit {
 
     /// Queues `r` (its time is set here); never waits. A full queue drops
     /// the line and counts it.
-    pub fn record(&self, mut r: Record) {
+    pub fn record(&self, r: Record) {
         let Some(tx) = &self.tx else { return };
-        r.time = timestamp(time::OffsetDateTime::now_utc());
-        let mut line = match serde_json::to_vec(&r) {
-            Ok(l) => l,
-            Err(_) => return,
-        };
-        line.push(b'\n');
-        match tx.try_send(Msg::Line(line)) {
+        let at = time::OffsetDateTime::now_utc();
+        match tx.try_send(Msg::Record(Box::new(r), at)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -384,7 +384,10 @@ impl Writer {
 
     fn handle(&mut self, msg: Msg, dropped: &AtomicU64, warned: &mut bool) {
         match msg {
-            Msg::Line(line) => {
+            Msg::Record(mut r, at) => {
+                r.time = timestamp(at);
+                let Ok(mut line) = serde_json::to_vec(&r) else { return };
+                line.push(b'\n');
                 if let Err(e) = self.append(&line) {
                     if !*warned {
                         tracing::warn!(error = %e, path = %self.path.display(), "cannot write the audit trail");

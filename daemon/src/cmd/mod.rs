@@ -132,7 +132,9 @@ pub fn code_name(c: ErrorCode) -> &'static str {
 
 /// Fills in the origin and path a sign or request is for: the URL as
 /// given, joined to the token's base URL when relative. Only the origin
-/// and the path are kept, never the query.
+/// and the path are kept, never the query. A sign that resolves its URL
+/// itself hands it over instead (see [`dispatch`]), so this runs for it
+/// only when it is refused before.
 fn with_target(agent: &Agent, peer: Peer, req: &Request, mut r: Record) -> Record {
     let (name, url) = match req {
         Request::Sign(s) => (&s.name, &s.url),
@@ -146,7 +148,7 @@ fn with_target(agent: &Agent, peer: Peer, req: &Request, mut r: Record) -> Recor
         .and_then(|e| url::Url::parse(&e.url).ok())
         .and_then(|base| crate::policy::resolve_url(&base, url).ok());
     (r.origin, r.path) = match resolved {
-        Some(u) => trail::origin_and_path(u.as_str()),
+        Some(u) => trail::origin_and_path_of(&u),
         None => trail::origin_and_path(url),
     };
     r
@@ -187,24 +189,29 @@ pub async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<(), Closed> {
     let peer = caller.peer;
     // Only the trail needs these; with it off, a request costs nothing more.
+    // A sign's target is filled in from the URL it resolves (below), not
+    // resolved a second time here: it is the request the agent serves most.
+    let is_sign = matches!(req, Request::Sign(_));
     let mut audit = agent.audit.enabled().then(|| {
         let (action, recorded, r) = audited(&req);
-        (action, recorded, with_target(agent, peer, &req, r))
+        (action, recorded, if is_sign { r } else { with_target(agent, peer, &req, r) })
     });
+    let refused = |audit: Option<(&'static str, bool, Record)>, f: &Failure| {
+        if let Some((action, _, r)) = audit {
+            let r = if is_sign { with_target(agent, peer, &req, r) } else { r };
+            record(agent, caller, action, r, Outcome::Failed(f.code));
+        }
+    };
     if let Some(rule) = &caller.restricted {
         let what = audited(&req).0;
         if let Err(f) = rule.check(&req, what) {
-            if let Some((action, _, r)) = audit {
-                record(agent, caller, action, r, Outcome::Failed(f.code));
-            }
+            refused(audit, &f);
             return conn.send(&Response::Failure(f)).await;
         }
     }
     if agent.access.is_locked() && !served_while_locked(&req) {
         let f = crate::access::locked();
-        if let Some((action, _, r)) = audit {
-            record(agent, caller, action, r, Outcome::Failed(f.code));
-        }
+        refused(audit, &f);
         // A refused Perform is answered before Proceed: no body follows.
         return conn.send(&Response::Failure(f)).await;
     }
@@ -224,7 +231,19 @@ pub async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
         Request::Remove { name } => remove::apply(agent, peer, &name).await,
         Request::Rename { old, new } => rename::apply(agent, peer, &old, &new).await,
         Request::Status => status::apply(agent, peer),
-        Request::Sign(r) => sign::apply(agent, peer, r).await,
+        Request::Sign(ref r) => {
+            let (result, resolved) = sign::apply(agent, peer, r).await;
+            if let Some((_, _, rec)) = audit.as_mut() {
+                (rec.origin, rec.path) = match &resolved {
+                    Some(u) => trail::origin_and_path_of(u),
+                    None => {
+                        let r = with_target(agent, peer, &req, Record::default());
+                        (r.origin, r.path)
+                    }
+                };
+            }
+            result
+        }
         Request::Perform(p) => {
             let (done, sent) = perform::apply(agent, peer, p, conn).await;
             if let Some((action, _, r)) = audit {
