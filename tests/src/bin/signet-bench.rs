@@ -407,9 +407,13 @@ fn store_scale() {
         let opened = start.elapsed();
         starts.push(started);
         opens.push(opened);
-        beyond.push(started.saturating_sub(opened));
+        // Signed: the index is parsed while the key is derived, so a start
+        // can take less than opening the vault here did.
+        beyond.push((started.as_secs_f64() - opened.as_secs_f64()) * 1e3);
     }
-    let (file_start, kdf, beyond) = (stats(starts).p50, stats(opens).p50, stats(beyond).p50);
+    beyond.sort_by(f64::total_cmp);
+    let beyond = beyond[beyond.len() / 2];
+    let (file_start, kdf) = (stats(starts).p50, stats(opens).p50);
     env.stop_agent();
 
     println!("the store at {SCALE_TOKENS} tokens (target in brackets):");
@@ -423,7 +427,7 @@ fn store_scale() {
     println!("  start to ready, keyutils, median     {:>10}   [<= 50 ms]", ms(ku_start));
     println!("  start to ready, vault file, median   {:>10}", ms(file_start));
     println!("    opening the vault alone, median     {:>10}", ms(kdf));
-    println!("    the start beyond it, median of pairs {:>9}   [<= 50 ms]", ms(beyond));
+    println!("    the start beyond it, median of pairs {beyond:>6.2} ms   [<= 50 ms]");
     println!("  migrate keyutils -> file, all        {:>10}", ms(migrate));
 }
 
