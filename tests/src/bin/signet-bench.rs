@@ -311,6 +311,16 @@ fn pattern_file(dir: &Path, len: u64) -> PathBuf {
 /// Tokens in the store-scale measurements.
 const SCALE_TOKENS: usize = 10_000;
 
+/// The `i`th token of the store-scale measurements.
+fn scale_token(i: usize) -> signet_client::NewToken {
+    signet_client::NewToken::new(
+        format!("t{i:05}"),
+        signet_client::TokenKind::Bearer,
+        "https://api.example/",
+        signet_client::Secret::from_str_value(&format!("secret-{i}")),
+    )
+}
+
 /// The store at [`SCALE_TOKENS`] tokens: add latency, list, and agent start
 /// to ready with the kernel keyring and with the vault file.
 fn store_scale() {
@@ -321,12 +331,7 @@ fn store_scale() {
     let mut c = Client::connect(Some(&env.socket())).expect("connect");
     let mut adds = Vec::with_capacity(SCALE_TOKENS);
     for i in 0..SCALE_TOKENS {
-        let t = signet_client::NewToken::new(
-            format!("t{i:05}"),
-            signet_client::TokenKind::Bearer,
-            "https://api.example/",
-            signet_client::Secret::from_str_value(&format!("secret-{i}")),
-        );
+        let t = scale_token(i);
         let start = Instant::now();
         c.add(t).expect("add");
         adds.push(start.elapsed());
@@ -368,13 +373,7 @@ fn store_scale() {
     env.start_agent();
     let mut c = Client::connect(Some(&env.socket())).expect("connect");
     for i in 0..SCALE_TOKENS {
-        let t = signet_client::NewToken::new(
-            format!("t{i:05}"),
-            signet_client::TokenKind::Bearer,
-            "https://api.example/",
-            signet_client::Secret::from_str_value(&format!("secret-{i}")),
-        );
-        c.add(t).expect("add");
+        c.add(scale_token(i)).expect("add");
     }
     let start = Instant::now();
     let m = c
