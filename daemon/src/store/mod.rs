@@ -329,11 +329,9 @@ impl Store {
     /// Deletes the old copies a migration cut short left in its source
     /// store, when that store can be opened without asking anyone.
     fn finish_migration(&self) {
-        if self.read().map_or(true, |i| i.previous_store.is_none()) {
-            return;
-        }
+        // Nearly always nothing to do: look before cloning the index.
+        let Some(prev) = self.read().ok().and_then(|i| i.previous_store.clone()) else { return };
         let Ok(idx) = self.read().map(|i| i.clone()) else { return };
-        let Some(prev) = idx.previous_store.clone() else { return };
         let outcome =
             prev.parse::<StoreChoice>().map_err(KeyringError::Unavailable).and_then(|c| {
                 let vault = VaultAccess::new(self.dir.clone(), None);
@@ -513,19 +511,25 @@ impl Store {
         })
         .await
         .map_err(|e| StoreError::Setup(format!("index writer failed: {e}")))??;
-        if let Some(snapshot) = self.publish(&changes)? {
-            let journal = self.journal.clone();
-            let done = tokio::task::spawn_blocking(move || {
-                journal.lock().map_err(|_| lock_poisoned())?.compact(&snapshot)?;
-                Ok::<_, StoreError>(())
-            })
-            .await;
-            if let Ok(Err(e)) = done {
-                // The journal holds every change: compaction retries later.
-                tracing::warn!(error = %e, "cannot compact the index yet");
-            }
+        if let Some(snapshot) = self.publish(&changes)?
+            && let Err(e) = self.compact(snapshot).await
+        {
+            // The journal holds every change: compaction retries later.
+            tracing::warn!(error = %e, "cannot compact the index yet");
         }
         Ok(())
+    }
+
+    /// Writes `snapshot` as the index and empties the journal, off the
+    /// runtime's threads.
+    async fn compact(&self, snapshot: Index) -> Result<(), StoreError> {
+        let journal = self.journal.clone();
+        tokio::task::spawn_blocking(move || {
+            journal.lock().map_err(|_| lock_poisoned())?.compact(&snapshot)?;
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .map_err(|e| StoreError::Setup(format!("index writer failed: {e}")))?
     }
 
     /// [`Store::commit`] for blocking contexts (start-up).
@@ -811,17 +815,11 @@ impl Store {
     /// it, and the next start replays the journal instead.
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
         let _w = self.writer.lock().await;
-        let journal = self.journal.clone();
-        if journal.lock().map_err(|_| lock_poisoned())?.len == 0 {
+        if self.journal.lock().map_err(|_| lock_poisoned())?.len == 0 {
             return Ok(());
         }
         let snapshot = self.read()?.clone();
-        tokio::task::spawn_blocking(move || {
-            journal.lock().map_err(|_| lock_poisoned())?.compact(&snapshot)?;
-            Ok::<_, StoreError>(())
-        })
-        .await
-        .map_err(|e| StoreError::Setup(format!("index writer failed: {e}")))?
+        self.compact(snapshot).await
     }
 
     /// Drops every cached secret. In-flight users keep theirs until done.
