@@ -223,6 +223,7 @@ impl Access {
             LockState::Locked { hash: Some(h) } => Check::Hash(h.clone()),
             LockState::Vault => Check::Vault,
         };
+        let vault = matches!(check, Check::Vault);
         let ok = match check {
             Check::Nothing => true,
             Check::Hash(hash) => {
@@ -256,7 +257,7 @@ impl Access {
                 "wrong passphrase ({n} in a row; each further try waits longer, up to {} s)",
                 MAX_UNLOCK_DELAY.as_secs()
             );
-            return Err(if matches!(self.lock_kind(), Some(LockKind::Vault)) {
+            return Err(if vault {
                 Failure::new(ErrorCode::Store, format!("{wrong}: the vault stays closed"))
                     .with_hint("try `signet unlock` again with the vault's passphrase")
             } else {

@@ -130,16 +130,14 @@ pub fn code_name(c: ErrorCode) -> &'static str {
     }
 }
 
-/// Fills in the origin and path a sign or request is for: the URL as
-/// given, joined to the token's base URL when relative. Only the origin
-/// and the path are kept, never the query. A sign that resolves its URL
-/// itself hands it over instead (see [`dispatch`]), so this runs for it
-/// only when it is refused before.
-fn with_target(agent: &Agent, peer: Peer, req: &Request, mut r: Record) -> Record {
+/// The origin and path a sign or request is for: the URL as given,
+/// joined to the token's base URL when relative. Only the origin and the
+/// path are kept, never the query. `None` for other requests.
+fn target(agent: &Agent, peer: Peer, req: &Request) -> Option<(Option<String>, Option<String>)> {
     let (name, url) = match req {
         Request::Sign(s) => (&s.name, &s.url),
         Request::Perform(p) => (&p.name, &p.url),
-        _ => return r,
+        _ => return None,
     };
     let resolved = agent
         .store
@@ -147,10 +145,19 @@ fn with_target(agent: &Agent, peer: Peer, req: &Request, mut r: Record) -> Recor
         .ok()
         .and_then(|e| url::Url::parse(&e.url).ok())
         .and_then(|base| crate::policy::resolve_url(&base, url).ok());
-    (r.origin, r.path) = match resolved {
+    Some(match resolved {
         Some(u) => trail::origin_and_path_of(&u),
         None => trail::origin_and_path(url),
-    };
+    })
+}
+
+/// `r` with [`target`] filled in. A sign that resolves its URL itself
+/// hands it over instead (see [`dispatch`]), so this runs for it only when
+/// it is refused before.
+fn with_target(agent: &Agent, peer: Peer, req: &Request, mut r: Record) -> Record {
+    if let Some((origin, path)) = target(agent, peer, req) {
+        (r.origin, r.path) = (origin, path);
+    }
     r
 }
 
@@ -236,10 +243,7 @@ pub async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
             if let Some((_, _, rec)) = audit.as_mut() {
                 (rec.origin, rec.path) = match &resolved {
                     Some(u) => trail::origin_and_path_of(u),
-                    None => {
-                        let r = with_target(agent, peer, &req, Record::default());
-                        (r.origin, r.path)
-                    }
+                    None => target(agent, peer, &req).unwrap_or_default(),
                 };
             }
             result
