@@ -248,6 +248,19 @@ impl TestEnv {
         self.agent = Some(AgentProc { child, log });
     }
 
+    /// Adds exportable bearer tokens `t0` .. `t{n-1}` for `url`, token `ti`
+    /// with the secret `secret-i`, over one connection.
+    pub fn add_numbered(&self, n: usize, url: &str) {
+        use signet_client::{Client, NewToken, Secret, TokenKind};
+        let mut c = Client::connect(Some(&self.socket())).expect("connect");
+        for i in 0..n {
+            let secret = Secret::from_str_value(&format!("secret-{i}"));
+            let mut t = NewToken::new(format!("t{i}"), TokenKind::Bearer, url, secret);
+            t.exportable = true;
+            c.add(t).expect("add");
+        }
+    }
+
     /// Starts the agent with a restricted socket beside the main one,
     /// serving only the tokens in `allow`; returns the restricted socket.
     pub fn start_agent_with_restricted_socket(&mut self, allow: &[&str]) -> PathBuf {

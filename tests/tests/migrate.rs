@@ -3,26 +3,12 @@
 //! and a kill at any instant leaves every token's secret in the store the
 //! index names.
 
-use signet_client::{Client, NewToken, Secret, TokenKind};
+use signet_client::Secret;
 use signet_tests::agent::VAULT_PASSPHRASE;
 use signet_tests::{Backend, TestEnv};
 use std::collections::BTreeMap;
 
 const URL: &str = "https://api.example/";
-
-fn add_many(env: &TestEnv, n: usize) {
-    let mut c = Client::connect(Some(&env.socket())).unwrap();
-    for i in 0..n {
-        let mut t = NewToken::new(
-            format!("t{i}"),
-            TokenKind::Bearer,
-            URL,
-            Secret::from_str_value(&format!("secret-{i}")),
-        );
-        t.exportable = true;
-        c.add(t).unwrap();
-    }
-}
 
 fn migrate(env: &TestEnv, to: &str, stdin: &str) -> serde_json::Value {
     env.signet_in(&["migrate", "--to", to, "--json"], stdin.as_bytes()).json()
@@ -56,7 +42,7 @@ fn assert_store_of_record_whole(env: &TestEnv, what: &str) {
 #[test]
 fn secret_service_to_file_and_back() {
     let Some(mut env) = TestEnv::started(Backend::SecretService) else { return };
-    add_many(&env, 5);
+    env.add_numbered(5, URL);
     env.set_vault_passphrase(VAULT_PASSPHRASE);
     let pw = format!("{VAULT_PASSPHRASE}\n{VAULT_PASSPHRASE}\n");
 
@@ -107,7 +93,7 @@ fn file_to_keyutils_and_back() {
     ) {
         return;
     }
-    add_many(&env, 4);
+    env.add_numbered(4, URL);
     let m = migrate(&env, "keyutils", "");
     assert_eq!((m["from"].as_str(), m["to"].as_str()), (Some("file"), Some("keyutils")));
     assert_eq!(m["moved"], 4);
@@ -142,7 +128,7 @@ fn file_to_keyutils_and_back() {
 #[test]
 fn migrate_killed_at_any_instant_keeps_every_secret_in_the_store_of_record() {
     let Some(mut env) = TestEnv::started(Backend::SecretService) else { return };
-    add_many(&env, 60);
+    env.add_numbered(60, URL);
     env.set_vault_passphrase(VAULT_PASSPHRASE);
     env.store = Some("auto");
     // One whole migration, timed: the kills land at fractions of its length.

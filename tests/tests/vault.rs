@@ -270,20 +270,8 @@ fn vault_passwd_without_a_vault_says_so() {
 /// token.
 #[test]
 fn vault_passwd_killed_at_any_instant_leaves_one_whole_vault() {
-    use signet_client::{Client, NewToken, Secret, TokenKind};
     let Some(mut env) = TestEnv::started(Backend::File) else { return };
-    let mut c = Client::connect(Some(&env.socket())).unwrap();
-    for i in 0..300 {
-        let mut t = NewToken::new(
-            format!("t{i}"),
-            TokenKind::Bearer,
-            URL,
-            Secret::from_str_value(&format!("s-{i}")),
-        );
-        t.exportable = true;
-        c.add(t).unwrap();
-    }
-    drop(c);
+    env.add_numbered(300, URL);
     let passes = [VAULT_PASSPHRASE, "second passphrase"];
     // One whole passwd, timed: the kills land at fractions of its length.
     let t = std::time::Instant::now();
@@ -330,7 +318,7 @@ fn vault_passwd_killed_at_any_instant_leaves_one_whole_vault() {
         env.set_vault_passphrase(passes[current]);
         env.start_agent();
         assert_eq!(env.keyring_items().len(), 300, "round {round}");
-        assert!(env.sign_line(&["t123", URL]).contains("s-123"));
+        assert!(env.sign_line(&["t123", URL]).contains("secret-123"));
     }
     eprintln!("passwd kill test: {changed} of 8 rounds ended under the new passphrase");
 }
