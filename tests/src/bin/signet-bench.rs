@@ -452,12 +452,12 @@ fn main() {
     );
     let upstream = BearerLikeServer::start(ExpectedAuth::bearer("bench-token"));
     env.add("web", "bearer", &upstream.url(), "bench-token", &[]);
-    if std::env::args().nth(1).as_deref() == Some("proxy") {
-        proxy_section(&env, &upstream);
-        return;
+    match std::env::args().nth(1).as_deref() {
+        Some("proxy") => return proxy_section(&env, &upstream),
+        Some("stream") => return stream_section(&env, &upstream),
+        _ => {}
     }
     let sock = env.socket();
-    let agent_pid = env.agent.as_ref().expect("agent").pid();
 
     println!(
         "signet benchmark ({} cores); each ratio is against a floor measured in the same run",
@@ -699,7 +699,23 @@ fn main() {
     );
     println!();
 
-    // 5. 1 GiB each way: the socket-copy floor, curl, signet request.
+    // 5. 1 GiB each way.
+    stream_section(&env, &upstream);
+    env.stop_agent();
+    println!();
+    store_scale();
+}
+
+/// 1 GiB each way: the socket-copy floor, curl, `signet request`, all to
+/// and from the same loopback server, in alternating runs.
+fn stream_section(env: &TestEnv, upstream: &BearerLikeServer) {
+    let auth = "Authorization: Bearer bench-token";
+    let agent_pid = env.agent.as_ref().expect("agent").pid();
+    let run_signet = |args: &[&str]| {
+        let mut c = env.command("signet");
+        c.args(args);
+        c
+    };
     let copy = median((0..STREAM_RUNS).map(|_| socket_copy(STREAM_BYTES)).collect());
     let big = format!("{}big/{STREAM_BYTES}", upstream.url());
     let big_rel = format!("big/{STREAM_BYTES}");
@@ -767,9 +783,6 @@ fn main() {
         rss_growth as f64 / f64::from(1 << 20),
         verdict(rss_growth <= 20 << 20)
     );
-    env.stop_agent();
-    println!();
-    store_scale();
 }
 
 const PROXY_GETS: usize = 2_000;
