@@ -54,7 +54,9 @@
 
 mod types;
 
+use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -508,15 +510,20 @@ impl Client {
     }
 
     /// Has the agent perform a request (`signet request`). `body`, if any,
-    /// is streamed up in chunks; the response comes back as a head and a
-    /// reader over the body, which streams too. Read the body to its end
-    /// before using this client again.
+    /// is streamed up in chunks, or read by the agent itself when it is a
+    /// regular file; the response comes back as a head and a reader over
+    /// the body, which streams too. Read the body to its end before using
+    /// this client again.
     pub fn perform(
         &mut self,
         req: HttpRequest,
-        body: Option<&mut dyn Read>,
+        body: Option<RequestBody<'_>>,
     ) -> Result<PerformResponse<'_>, ClientError> {
         let timeout_secs = req.timeout.map(whole_seconds);
+        let body = body.map(|b| match b {
+            RequestBody::File(f) if !is_regular(f) => RequestBody::Reader(Box::new(f)),
+            b => b,
+        });
         let wire = PerformRequest {
             name: req.name,
             method: req.method,
@@ -525,6 +532,8 @@ impl Client {
             has_body: body.is_some(),
             body_len: body.is_some().then_some(req.body_len).flatten(),
             timeout_secs,
+            body_fd: matches!(body, Some(RequestBody::File(_))),
+            response_fd: req.body_into_file,
         };
         match self.call(&Request::Perform(wire))? {
             Response::Proceed => {}
@@ -535,7 +544,10 @@ impl Client {
             .stream
             .get_ref()
             .set_read_timeout(timeout_secs.map(|t| Duration::from_secs(t.saturating_add(30))));
-        if let Some(body) = body {
+        if let Some(RequestBody::File(f)) = &body {
+            send_fd(self.stream.get_ref(), Some(f.as_fd())).map_err(|e| frame_error(e.into()))?;
+        }
+        if let Some(RequestBody::Reader(mut body)) = body {
             let mut buf = vec![0u8; MAX_CHUNK];
             loop {
                 let n = match body.read(&mut buf) {
@@ -564,6 +576,7 @@ impl Client {
                 frame: Zeroizing::new(Vec::new()),
                 data: 0..0,
                 done: false,
+                owes_answer: req.body_into_file,
             }),
             Response::Failure(f) => Err(ClientError::Agent(f)),
             other => Err(unexpected(&other)),
@@ -810,6 +823,9 @@ pub struct PerformResponse<'a> {
     /// The part of `frame` not yet handed out.
     data: std::ops::Range<usize>,
     done: bool,
+    /// The request asked to deliver the body into a file, and the agent
+    /// still waits to hear which.
+    owes_answer: bool,
 }
 
 impl PerformResponse<'_> {
@@ -821,8 +837,28 @@ impl PerformResponse<'_> {
 }
 
 impl PerformResponse<'_> {
+    /// Offers `file` for the agent to write the body into: a regular file
+    /// or `/dev/null` open for writing, which the agent then writes from
+    /// its current offset, without the body crossing the socket. Anything
+    /// else (a pipe, a terminal), or `None`, and the body comes through
+    /// the socket as usual; either way, read it to its end next (with
+    /// [`PerformResponse::write_to`] to the same file, say), which also
+    /// reports a failure to write it. Only for a request made with
+    /// `body_into_file`, once, before the body is read, and after
+    /// everything written to `file` so far has been flushed.
+    pub fn deliver_into(&mut self, file: Option<BorrowedFd<'_>>) -> io::Result<()> {
+        if !self.owes_answer {
+            return Err(io::Error::other("the request did not ask to deliver its body to a file"));
+        }
+        self.owes_answer = false;
+        send_fd(self.client.stream.get_ref(), file)
+    }
+
     /// Makes `data` the next chunk of the body; false at its end.
     fn next_chunk(&mut self) -> io::Result<bool> {
+        if self.owes_answer {
+            self.deliver_into(None)?;
+        }
         while self.data.is_empty() {
             if self.done {
                 return Ok(false);
@@ -870,6 +906,35 @@ impl Read for PerformResponse<'_> {
         out[..n].copy_from_slice(&self.frame[self.data.start..self.data.start + n]);
         self.data.start += n;
         Ok(n)
+    }
+}
+
+/// A request body for [`Client::perform`].
+pub enum RequestBody<'a> {
+    /// Read here and sent through the socket.
+    Reader(Box<dyn Read + 'a>),
+    /// Read by the agent from the file's current offset to its end, when it
+    /// is a regular file; else read here like any reader.
+    File(&'a File),
+}
+
+fn is_regular(f: &File) -> bool {
+    f.metadata().is_ok_and(|m| m.is_file())
+}
+
+/// Sends the one byte that passes `fd` to the agent, or passes none.
+fn send_fd(sock: &UnixStream, fd: Option<BorrowedFd<'_>>) -> io::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let raw = fd.map(|f| [f.as_raw_fd()]);
+    let cmsg: Vec<ControlMessage<'_>> = raw.iter().map(|r| ControlMessage::ScmRights(r)).collect();
+    let iov = [io::IoSlice::new(&[0u8])];
+    loop {
+        match sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None) {
+            Ok(1) => return Ok(()),
+            Ok(_) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(io::Error::from_raw_os_error(e as i32)),
+        }
     }
 }
 

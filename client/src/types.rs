@@ -132,6 +132,10 @@ pub struct HttpRequest {
     /// How long the whole request may take, upstream included; the agent's
     /// default when `None`. Counted in whole seconds, rounded up.
     pub timeout: Option<Duration>,
+    /// The caller will answer the response's head with
+    /// [`PerformResponse::deliver_into`](crate::PerformResponse::deliver_into),
+    /// offering a file the agent writes the body into itself.
+    pub body_into_file: bool,
 }
 
 impl HttpRequest {
@@ -148,6 +152,7 @@ impl HttpRequest {
             headers: Vec::new(),
             body_len: None,
             timeout: None,
+            body_into_file: false,
         }
     }
 }

@@ -23,9 +23,11 @@ use signet_proto::frame::{
 use signet_proto::{
     ErrorCode, Failure, MAX_CHUNK, PROTOCOL_VERSION, Request, Response, agent_version_string,
 };
-use tokio::io::{
-    AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadHalf, WriteHalf,
-};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, Interest};
+use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
@@ -76,9 +78,13 @@ pub async fn refuse<W: AsyncWrite + Unpin>(stream: &mut W, f: Failure, timeout: 
     let _ = write(stream, timeout, &Response::Failure(f)).await;
 }
 
-/// A client connection, buffered: a small frame costs one read syscall.
-pub struct Conn<S> {
-    stream: BufReader<S>,
+/// A client connection, its reads buffered: a small frame costs one read
+/// syscall. The halves are apart so that a streamed exchange can read and
+/// write at once, and the reading half can still reach the socket to take
+/// a file descriptor the client passes.
+pub struct Conn {
+    rd: BufReader<OwnedReadHalf>,
+    wr: OwnedWriteHalf,
     frame_timeout: Duration,
     idle_timeout: Duration,
     shutdown: watch::Receiver<bool>,
@@ -90,10 +96,12 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
-    pub fn new(stream: S, config: &Config, shutdown: watch::Receiver<bool>) -> Self {
+impl Conn {
+    pub fn new(stream: UnixStream, config: &Config, shutdown: watch::Receiver<bool>) -> Self {
+        let (rd, wr) = stream.into_split();
         Conn {
-            stream: BufReader::with_capacity(64 * 1024, stream),
+            rd: BufReader::with_capacity(64 * 1024, rd),
+            wr,
             frame_timeout: config.frame_timeout(),
             idle_timeout: config.idle_timeout(),
             shutdown,
@@ -102,7 +110,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// Sends one response frame.
     pub async fn send(&mut self, resp: &Response) -> Result<(), Closed> {
-        write(&mut self.stream, self.frame_timeout, resp).await
+        write(&mut self.wr, self.frame_timeout, resp).await
     }
 
     /// Reads one request: waits for a length prefix at most `wait` (or until
@@ -110,7 +118,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// `Err` is an answer to send for a frame that did not decode.
     async fn read(&mut self, wait: Duration) -> Result<Result<Request, Response>, Closed> {
         let len = tokio::select! {
-            r = tokio::time::timeout(wait, read_prefix_async(&mut self.stream)) => match r {
+            r = tokio::time::timeout(wait, read_prefix_async(&mut self.rd)) => match r {
                 Err(_) => return Err(Closed::Idle),
                 Ok(Err(FrameError::Closed)) => return Err(Closed::Peer),
                 Ok(Err(e @ FrameError::TooLarge(_))) => {
@@ -125,7 +133,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         };
         match tokio::time::timeout(
             self.frame_timeout,
-            read_body_async::<_, Request>(&mut self.stream, len),
+            read_body_async::<_, Request>(&mut self.rd, len),
         )
         .await
         {
@@ -185,7 +193,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     pub async fn held(&mut self) -> Closed {
         let mut byte = [0u8; 1];
         tokio::select! {
-            r = self.stream.read(&mut byte) => match r {
+            r = self.rd.read(&mut byte) => match r {
                 Ok(0) => Closed::Peer,
                 Ok(_) => Closed::Error("the client sent data on a held connection".into()),
                 Err(e) => Closed::Error(format!("read: {e}")),
@@ -196,19 +204,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// The two directions of a streamed exchange, usable at once: the
     /// request body comes in while the response goes out.
-    pub fn streams(&mut self) -> (BodyIn<'_, S>, BodyOut<'_, S>) {
-        let (rd, wr) = tokio::io::split(&mut self.stream);
-        (BodyIn { rd, idle: self.idle_timeout }, BodyOut { wr, timeout: self.frame_timeout })
+    pub fn streams(&mut self) -> (BodyIn<'_>, BodyOut<'_>) {
+        (
+            BodyIn { rd: &mut self.rd, idle: self.idle_timeout },
+            BodyOut { wr: &mut self.wr, timeout: self.frame_timeout },
+        )
     }
 }
 
 /// The reading half of a streamed exchange.
-pub struct BodyIn<'a, S> {
-    rd: ReadHalf<&'a mut BufReader<S>>,
+pub struct BodyIn<'a> {
+    rd: &'a mut BufReader<OwnedReadHalf>,
     idle: Duration,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> BodyIn<'_, S> {
+impl BodyIn<'_> {
     /// Reads the client's body frames until `BodyEnd`, feeding them to `tx`.
     /// It keeps reading after the receiver has gone (the upstream side
     /// stopped listening), so the client is never left blocked on a write
@@ -257,7 +267,25 @@ async fn read_raw<R: AsyncRead + Unpin>(r: &mut R) -> Result<BytesMut, FrameErro
     Ok(body)
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> BodyIn<'_, S> {
+impl BodyIn<'_> {
+    /// Takes the one byte a client sends to pass a file descriptor (or to
+    /// pass none), waiting at most the idle timeout; the descriptor, if one
+    /// came. The byte must be the next thing on the connection: a client
+    /// that sent anything before it is out of step.
+    pub async fn take_fd(&mut self) -> Result<Option<OwnedFd>, Closed> {
+        if !self.rd.buffer().is_empty() {
+            return Err(Closed::Error("the client sent data where a descriptor was due".into()));
+        }
+        let sock: &UnixStream = self.rd.get_ref().as_ref();
+        let taken = sock.async_io(Interest::READABLE, || recv_fd(sock.as_raw_fd()));
+        match tokio::time::timeout(self.idle, taken).await {
+            Err(_) => Err(Closed::Error("no descriptor came in time".into())),
+            Ok(Ok(None)) => Err(Closed::Peer),
+            Ok(Ok(Some(fd))) => Ok(fd),
+            Ok(Err(e)) => Err(Closed::Error(format!("read: {e}"))),
+        }
+    }
+
     /// Waits until the client goes away while its response is on the way,
     /// so that the caller can abandon the upstream call instead of holding
     /// a connection slot for a client that no longer listens. A client
@@ -273,13 +301,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin> BodyIn<'_, S> {
     }
 }
 
+/// Reads one byte from a Unix socket without waiting, with room for one
+/// passed descriptor: `None` at the end of the stream, else the descriptor
+/// that came with the byte, if any. Any more descriptors in the same
+/// message are closed by the kernel (the control buffer holds one), and
+/// those taken here are close-on-exec.
+fn recv_fd(sock: RawFd) -> std::io::Result<Option<Option<OwnedFd>>> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!(RawFd);
+    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC;
+    let msg = recvmsg::<()>(sock, &mut iov, Some(&mut space), flags)
+        .map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
+    if msg.bytes == 0 {
+        return Ok(None);
+    }
+    let mut taken = None;
+    for cmsg in msg.cmsgs().map_err(|e| std::io::Error::from_raw_os_error(e as i32))? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            for fd in fds {
+                // SAFETY: the kernel installed `fd` in this process for us
+                // alone; wrapping it makes sure it is closed exactly once.
+                let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+                taken.get_or_insert(owned);
+            }
+        }
+    }
+    Ok(Some(taken))
+}
+
 /// The writing half of a streamed exchange.
-pub struct BodyOut<'a, S> {
-    wr: WriteHalf<&'a mut BufReader<S>>,
+pub struct BodyOut<'a> {
+    wr: &'a mut OwnedWriteHalf,
     timeout: Duration,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> BodyOut<'_, S> {
+impl BodyOut<'_> {
     pub async fn send(&mut self, resp: &Response) -> Result<(), Closed> {
         write(&mut self.wr, self.timeout, resp).await
     }

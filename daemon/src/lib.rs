@@ -17,6 +17,7 @@ pub mod cmd;
 pub mod config;
 pub mod conn;
 pub mod entry;
+pub mod fdio;
 pub mod gate;
 pub mod harden;
 pub mod http;

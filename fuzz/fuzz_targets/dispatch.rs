@@ -60,7 +60,9 @@ fn world() -> &'static World {
 fuzz_target!(|data: &[u8]| {
     let w = world();
     w.rt.block_on(async {
-        let (mut client, server) = tokio::io::duplex(1 << 16);
+        // A real socket pair: the agent's connection is a Unix socket,
+        // which can carry file descriptors as well as bytes.
+        let (mut client, server) = tokio::net::UnixStream::pair().expect("socket pair");
         let (_stop, shutdown) = tokio::sync::watch::channel(false);
         let mut conn = Conn::new(server, &w.agent.config, shutdown);
         let caller = signet_agent::cmd::Caller::main(Peer { uid: 1000, pid: 1 });

@@ -29,7 +29,7 @@ pub use token::{SignatureMethod, TlsOptions, TokenAccess, TokenInfo, TokenKind, 
 /// new variant at the end of [`Request`] or [`Response`] does not need a bump:
 /// an older peer answers it with an "unknown request" error instead of
 /// misreading it.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The largest frame either side sends or accepts, length prefix excluded.
 /// Bodies larger than this travel as a sequence of chunk frames.

@@ -58,7 +58,8 @@ pub enum Request {
     /// `Proceed` (or a `Failure`); when `has_body`, the client then sends
     /// the body as `BodyChunk` frames and a `BodyEnd`; the agent then sends
     /// `Head`, the response body as `BodyChunk` frames and a `BodyEnd`, or a
-    /// `Failure` at any point before `BodyEnd`.
+    /// `Failure` at any point before `BodyEnd`. Either body may instead be
+    /// a file whose descriptor the client passes (`body_fd`, `response_fd`).
     Perform(PerformRequest),
     BodyChunk(Chunk),
     BodyEnd,
@@ -343,6 +344,15 @@ pub struct PerformRequest {
     pub body_len: Option<u64>,
     /// Whole-request timeout in seconds.
     pub timeout_secs: Option<u64>,
+    /// With `has_body`: the body is a regular file whose descriptor the
+    /// client passes after `Proceed`, instead of chunk frames, and the
+    /// agent reads it from its offset to its end.
+    pub body_fd: bool,
+    /// After `Head`, the client sends one byte, with or without the
+    /// descriptor of a regular file or `/dev/null` open for writing; with
+    /// one, the agent writes the response body there instead of sending it
+    /// in chunk frames.
+    pub response_fd: bool,
 }
 
 /// The status line and headers of the upstream response.

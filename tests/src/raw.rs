@@ -77,3 +77,22 @@ pub fn connect_as_uid(path: &Path, uid: u32) -> Result<(Response, bool), String>
     .join()
     .map_err(|_| "thread panicked".to_string())?
 }
+
+/// Sends the one byte by which a client passes a file descriptor to the
+/// agent (`PerformRequest.body_fd`, `response_fd`), or passes none.
+pub fn send_fd(s: &UnixStream, fd: Option<std::os::fd::BorrowedFd<'_>>) {
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let raw = fd.map(|f| [f.as_raw_fd()]);
+    let cmsg: Vec<ControlMessage<'_>> = raw.iter().map(|r| ControlMessage::ScmRights(r)).collect();
+    let sent = sendmsg::<()>(
+        s.as_raw_fd(),
+        &[std::io::IoSlice::new(&[0u8])],
+        &cmsg,
+        MsgFlags::empty(),
+        None,
+    )
+    .expect("sendmsg");
+    assert_eq!(sent, 1);
+}

@@ -372,3 +372,165 @@ fn a_response_body_cut_short_is_an_upstream_failure_not_success() {
     env.signet(&["list"]).ok();
     assert_eq!(server.stop(), 2);
 }
+
+/// What a `signet request` whose output or body is a file looks like from
+/// outside: the same bytes, in the same place, as through the socket.
+#[test]
+fn a_file_output_gets_the_body_at_its_offset_and_a_file_stdin_is_sent_from_its_offset() {
+    use std::io::{Seek, SeekFrom};
+
+    let Some(env) = TestEnv::started(Backend::SecretService) else { return };
+    let server = BearerLikeServer::start(ExpectedAuth::bearer("file-token"));
+    env.add("s", "bearer", &server.url(), "file-token", &[]);
+    let n = 300_000usize;
+
+    // Stdout appends to a file that already has a line: the head that -i
+    // prints comes first, then the body, then nothing else.
+    let path = env.root.path().join("appended.out");
+    std::fs::write(&path, b"before\n").expect("write");
+    let file = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
+    let big = format!("big/{n}");
+    let status =
+        env.signet_command().args(["request", "-i", "s", &big]).stdout(file).status().expect("run");
+    assert!(status.success());
+    let got = std::fs::read(&path).expect("read");
+    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").expect("end of head") + 4;
+    assert!(got.starts_with(b"before\nHTTP/1.1 200 OK\r\n"), "{:?}", &got[..40]);
+    assert_eq!(got.len() - head_end, n);
+    assert!(got[head_end..] == signet_tests::upstream::pattern_bytes(0, n));
+
+    // A pipe is written by the client, with the same bytes.
+    let out = env.signet_command().args(["request", "s", &big]).output().expect("run");
+    assert!(out.status.success());
+    assert!(out.stdout == signet_tests::upstream::pattern_bytes(0, n));
+
+    // Stdin redirected from a file already read past its start: the rest
+    // of the file is the body, with its length.
+    let body = env.root.path().join("body.bin");
+    std::fs::write(&body, signet_tests::upstream::pattern_bytes(0, n)).expect("write");
+    let mut stdin = std::fs::File::open(&body).expect("open");
+    let skip = 4 * 251;
+    stdin.seek(SeekFrom::Start(skip as u64)).expect("seek");
+    let out = env
+        .signet_command()
+        .args(["request", "s", "echo/rest", "--data-binary", "@-"])
+        .stdin(stdin)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let echo: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(echo["body_len"], n - skip);
+    assert_eq!(echo["body_sha256"], pattern_sha256((n - skip) as u64));
+    let last = server.requests().pop().expect("recorded");
+    assert_eq!(last.header("content-length"), Some((n - skip).to_string().as_str()));
+}
+
+/// The protocol underneath: a passed file gets the response body from the
+/// agent itself, with no chunk frame on the socket; a request body is read
+/// from a passed file; anything but a file is sent through the socket, or
+/// refused before the request goes upstream, and the connection serves on.
+#[test]
+fn the_agent_writes_into_and_reads_from_passed_files_and_refuses_other_descriptors() {
+    use std::os::fd::AsFd;
+
+    use signet_proto::{ErrorCode, PerformRequest, Request, Response};
+    use signet_tests::raw;
+
+    let Some(env) = TestEnv::started(Backend::SecretService) else { return };
+    let server = BearerLikeServer::start(ExpectedAuth::bearer("raw-token"));
+    env.add("s", "bearer", &server.url(), "raw-token", &[]);
+    let n = 300_000usize;
+    let perform = |url: &str, body_len: Option<u64>, body_fd: bool, response_fd: bool| {
+        Request::Perform(PerformRequest {
+            name: "s".into(),
+            method: if body_len.is_some() { "POST" } else { "GET" }.into(),
+            url: url.into(),
+            headers: Vec::new(),
+            has_body: body_len.is_some(),
+            body_len,
+            timeout_secs: None,
+            body_fd,
+            response_fd,
+        })
+    };
+    let mut s = raw::hello(&env.socket());
+    let expect = |s: &mut std::os::unix::net::UnixStream, what: &str| -> Response {
+        let r = raw::recv(s);
+        let name = format!("{r:?}");
+        assert!(name.starts_with(what), "expected {what}, got {}", &name[..name.len().min(200)]);
+        r
+    };
+    // Reads chunk frames to the end of the body; their bytes.
+    let chunks = |s: &mut std::os::unix::net::UnixStream| {
+        let mut body = Vec::new();
+        loop {
+            match raw::recv(s) {
+                Response::BodyChunk(c) => body.extend_from_slice(&c.0),
+                Response::BodyEnd => return body,
+                other => panic!("expected a chunk, got {other:?}"),
+            }
+        }
+    };
+
+    // Into a file: Head, then BodyEnd straight away.
+    let big = format!("big/{n}");
+    let out = tempfile::tempfile().expect("tempfile");
+    raw::send(&mut s, &perform(&big, None, false, true));
+    expect(&mut s, "Proceed");
+    expect(&mut s, "Head");
+    raw::send_fd(&s, Some(out.as_fd()));
+    expect(&mut s, "BodyEnd");
+    let mut written = Vec::new();
+    std::io::Seek::rewind(&mut &out).expect("rewind");
+    std::io::Read::read_to_end(&mut &out, &mut written).expect("read");
+    assert!(written == signet_tests::upstream::pattern_bytes(0, n));
+
+    // A pipe, or no descriptor: the body comes in chunk frames.
+    let (_r, w) = nix::unistd::pipe().expect("pipe");
+    for fd in [Some(w.as_fd()), None] {
+        raw::send(&mut s, &perform(&big, None, false, true));
+        expect(&mut s, "Proceed");
+        expect(&mut s, "Head");
+        raw::send_fd(&s, fd);
+        assert!(chunks(&mut s) == signet_tests::upstream::pattern_bytes(0, n));
+    }
+
+    // A request body read from a file by the agent.
+    let body = tempfile::tempfile().expect("tempfile");
+    std::io::Write::write_all(&mut &body, &signet_tests::upstream::pattern_bytes(0, n))
+        .expect("write");
+    std::io::Seek::rewind(&mut &body).expect("rewind");
+    raw::send(&mut s, &perform("echo/fd", Some(n as u64), true, false));
+    expect(&mut s, "Proceed");
+    raw::send_fd(&s, Some(body.as_fd()));
+    expect(&mut s, "Head");
+    let echo: serde_json::Value = serde_json::from_slice(&chunks(&mut s)).expect("json");
+    assert_eq!(echo["body_len"], n);
+    assert_eq!(echo["body_sha256"], pattern_sha256(n as u64));
+
+    // A pipe, a write-only file or nothing for a body is refused, and
+    // nothing goes upstream.
+    server.clear_requests();
+    let (r, _w) = nix::unistd::pipe().expect("pipe");
+    let write_only = std::fs::File::create(env.root.path().join("wo")).expect("file");
+    for (fd, why) in [
+        (Some(r.as_fd()), "it is not a regular file"),
+        (Some(write_only.as_fd()), "it is not open for reading"),
+        (None, "no descriptor came"),
+    ] {
+        raw::send(&mut s, &perform("echo/refused", Some(1), true, false));
+        expect(&mut s, "Proceed");
+        raw::send_fd(&s, fd);
+        match raw::recv(&mut s) {
+            Response::Failure(f) => {
+                assert_eq!(f.code, ErrorCode::Usage);
+                assert!(f.message.contains(why), "{}", f.message);
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+    assert!(server.requests().is_empty(), "{:?}", server.requests());
+    // The connection is still in step.
+    raw::send(&mut s, &Request::Status);
+    expect(&mut s, "Status");
+}

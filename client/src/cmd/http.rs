@@ -1,12 +1,13 @@
 //! `sign` and `request`: using a token without holding it.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Seek, Write};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use signet_client::{Client, HttpRequest, client_error};
+use signet_client::{Client, HttpRequest, RequestBody, client_error};
 
 use crate::{Failed, name_ok};
 
@@ -127,18 +128,25 @@ enum BodySource {
 }
 
 impl BodySource {
-    fn reader(&mut self) -> &mut dyn Read {
+    /// A file (stdin included, when it is one) goes as itself, for the
+    /// agent to read when it is a regular file.
+    fn body(&mut self) -> RequestBody<'_> {
         match self {
-            BodySource::Bytes(c) => c,
-            BodySource::File(f) => f,
-            BodySource::Stdin(s) => s,
+            BodySource::Bytes(c) => RequestBody::Reader(Box::new(c)),
+            BodySource::File(f) => RequestBody::File(f),
+            BodySource::Stdin(s) => RequestBody::Reader(Box::new(s)),
         }
     }
 
     fn len(&self) -> Option<u64> {
         match self {
             BodySource::Bytes(c) => Some(c.get_ref().len() as u64),
-            BodySource::File(f) => f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len()),
+            // What is left from the offset: stdin may have been read from.
+            BodySource::File(f) => f
+                .metadata()
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len().saturating_sub((&*f).stream_position().unwrap_or(0))),
             BodySource::Stdin(_) => None,
         }
     }
@@ -151,7 +159,12 @@ const MAX_DATA: usize = 64 << 20;
 fn body_source(a: &RequestArgs) -> Result<Option<BodySource>, Failed> {
     if let Some(d) = &a.data_binary {
         return Ok(Some(match d.strip_prefix('@') {
-            Some("-") => BodySource::Stdin(io::stdin()),
+            Some("-") => match io::stdin().as_fd().try_clone_to_owned().map(File::from) {
+                // Stdin redirected from a file is that file, for the agent
+                // to read itself.
+                Ok(f) if f.metadata().is_ok_and(|m| m.is_file()) => BodySource::File(f),
+                _ => BodySource::Stdin(io::stdin()),
+            },
             Some(path) => BodySource::File(
                 File::open(path).map_err(|e| Failed::usage(format!("cannot read {path}: {e}")))?,
             ),
@@ -191,6 +204,11 @@ fn failed_from_io(e: io::Error, what: &str) -> Failed {
     }
 }
 
+/// Where a response body goes: a file or stdout, which the agent may be
+/// handed to write into.
+trait Output: Write + AsFd {}
+impl<T: Write + AsFd> Output for T {}
+
 pub fn request(socket: Option<&Path>, a: RequestArgs) -> Result<(), Failed> {
     name_ok(&a.name)?;
     let mut headers = a.headers.iter().map(|h| parse_header(h)).collect::<Result<Vec<_>, _>>()?;
@@ -209,8 +227,9 @@ pub fn request(socket: Option<&Path>, a: RequestArgs) -> Result<(), Failed> {
         headers,
         body_len: body.as_ref().and_then(BodySource::len),
         timeout: a.timeout.map(Duration::from_secs),
+        body_into_file: true,
     };
-    let mut resp = client.perform(req, body.as_mut().map(BodySource::reader))?;
+    let mut resp = client.perform(req, body.as_mut().map(BodySource::body))?;
     let status = resp.head.status;
     if let Some(why) = &resp.head.unfollowed {
         let to = resp.header("location").map(String::from_utf8_lossy).unwrap_or_default();
@@ -231,7 +250,7 @@ pub fn request(socket: Option<&Path>, a: RequestArgs) -> Result<(), Failed> {
     }
     // The file is made only for a body that will be written, so `-f -o`
     // leaves no empty file behind on an error status, as curl does.
-    let mut out: Box<dyn Write> = match &a.output {
+    let mut out: Box<dyn Output> = match &a.output {
         Some(p) => Box::new(
             File::create(p).map_err(|e| io_failed(&format!("cannot write {}", p.display()), e))?,
         ),
@@ -245,6 +264,11 @@ pub fn request(socket: Option<&Path>, a: RequestArgs) -> Result<(), Failed> {
         h.push_str("\r\n");
         out.write_all(h.as_bytes()).map_err(|e| io_failed("cannot write the response", e))?;
     }
+    // The agent writes the body into the output itself when it is a file
+    // or /dev/null (after what is written here so far); else it comes
+    // through the socket and is written here.
+    out.flush().map_err(|e| io_failed("cannot write the response", e))?;
+    resp.deliver_into(Some(out.as_fd())).map_err(|e| failed_from_io(e, "reading the response"))?;
     let copied = resp.write_to(&mut out);
     copied.map_err(|e| failed_from_io(e, "cannot write the response"))?;
     out.flush().map_err(|e| io_failed("cannot write the response", e))?;

@@ -40,8 +40,6 @@ use std::sync::Arc;
 
 use signet_proto::{ErrorCode, Failure, LifecycleOp, Request, Response};
 
-use tokio::io::{AsyncRead, AsyncWrite};
-
 use crate::agent::{Agent, Peer};
 use crate::audit::{self as trail, Record};
 use crate::conn::{Closed, Conn};
@@ -188,11 +186,11 @@ enum Outcome {
 }
 
 /// Serves one request on `conn`. `Err` means the connection must close.
-pub async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
+pub async fn dispatch(
     agent: &Arc<Agent>,
     caller: &Caller,
     req: Request,
-    conn: &mut Conn<S>,
+    conn: &mut Conn,
 ) -> Result<(), Closed> {
     let peer = caller.peer;
     // Only the trail needs these; with it off, a request costs nothing more.

@@ -4,6 +4,9 @@
 //! Both bodies stream: the request body arrives as chunk frames and goes
 //! upstream through a small bounded channel; the response body goes back in
 //! chunk frames as it arrives. Memory stays constant whatever the size.
+//! When the client passes a file's descriptor instead, the agent reads the
+//! request body from that file, or writes the response body into it
+//! (see [`crate::fdio`]), and the body never crosses the socket.
 //!
 //! Redirects are followed by hand, never by the HTTP client: each hop is
 //! checked against the token's scope and signed afresh (a new nonce and
@@ -14,17 +17,21 @@
 //! `Request::Perform(PerformRequest)`, answered with `Response::Proceed` or
 //! a failure; with `has_body`, the client then sends `BodyChunk` frames and
 //! a `BodyEnd`; the agent sends `Head`, `BodyChunk` frames and `BodyEnd`, or
-//! a failure at any point before `BodyEnd` (docs/protocol.md).
+//! a failure at any point before `BodyEnd` (docs/protocol.md). With
+//! `body_fd`, one byte carrying a descriptor replaces the client's body
+//! frames; with `response_fd`, the client answers `Head` with one byte, and
+//! a usable descriptor on it replaces the agent's body frames.
 
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use bytes::Bytes;
 use signet_proto::{Chunk, ErrorCode, Failure, PerformRequest, Response, ResponseHead};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::agent::{Agent, Peer, now};
 use crate::conn::{BodyItem, BodyOut, Closed, Conn};
+use crate::fdio;
 use crate::gate::{self, Granted, MAX_SIGNED_FORM, Use};
 use crate::http::{attach, describe};
 use crate::policy;
@@ -68,11 +75,11 @@ pub enum Performed {
 /// Serves one `Perform`. The second half is `Err` when the connection is no
 /// longer in step and must be closed; a refused or failed request is `Ok`
 /// (its failure went to the client).
-pub async fn apply<S: AsyncRead + AsyncWrite + Unpin>(
+pub async fn apply(
     agent: &Agent,
     peer: Peer,
     req: PerformRequest,
-    conn: &mut Conn<S>,
+    conn: &mut Conn,
 ) -> (Performed, Result<(), Closed>) {
     let p = match prepare(agent, peer, &req).await {
         Ok(p) => p,
@@ -84,20 +91,42 @@ pub async fn apply<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let (mut body_in, mut out) = conn.streams();
     let (tx, rx) = mpsc::channel::<BodyItem>(4);
+    if req.has_body && req.body_fd {
+        // Taken before anything else, so a descriptor that will not do is
+        // refused before the upstream call begins.
+        let refused = match body_in.take_fd().await {
+            Err(e) => return (Performed::ClientLeft, Err(e)),
+            Ok(None) => Some("no descriptor came"),
+            Ok(Some(fd)) => fdio::read_body(fd, tx.clone()).err(),
+        };
+        if let Some(why) = refused {
+            let f = Failure::usage(format!("the request body's file: {why}"));
+            return (Performed::Failed(f.code), out.send(&Response::Failure(f)).await);
+        }
+    }
+    let (body_read, body_was_read) = oneshot::channel::<()>();
+    let (sink_tx, sink_rx) = oneshot::channel::<Option<OwnedFd>>();
     // The client's side is read for the whole exchange: the body first, if
-    // any, then only to notice the client leaving (Ctrl-C, its own
-    // timeout), which abandons the upstream call with it.
+    // any, then the descriptor for the response, if one is due, then only
+    // to notice the client leaving (Ctrl-C, its own timeout), which
+    // abandons the upstream call with it.
     let client_side = async {
-        if req.has_body {
+        if req.has_body && !req.body_fd {
             body_in.forward(tx).await?;
         } else {
             drop(tx);
+        }
+        let _ = body_read.send(());
+        if req.response_fd {
+            let _ = sink_tx.send(body_in.take_fd().await?);
         }
         Err::<(), Closed>(body_in.until_closed().await)
     };
     let exchanged = async {
         let body = if req.has_body { Some(rx) } else { None };
-        match exchange(agent, p, body, req.body_len, req.timeout_secs, &mut out).await {
+        let delivery = req.response_fd.then_some(Delivery { body_was_read, sink: sink_rx });
+        let upstream = Upstream { body, body_len: req.body_len, timeout_secs: req.timeout_secs };
+        match exchange(agent, p, upstream, delivery, &mut out).await {
             Ok(status) => (Performed::Answered(status), Ok(())),
             Err(Outcome::Failed(f)) => match (f.code, out.send(&Response::Failure(f)).await) {
                 (code, Ok(())) => (Performed::Failed(code), Ok(())),
@@ -160,15 +189,32 @@ fn is_redirect(s: reqwest::StatusCode) -> bool {
     matches!(s.as_u16(), 301 | 302 | 303 | 307 | 308)
 }
 
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
-    agent: &Agent,
-    prepared: Prepared,
+/// What goes upstream besides the prepared request.
+struct Upstream {
     body: Option<mpsc::Receiver<BodyItem>>,
     body_len: Option<u64>,
     timeout_secs: Option<u64>,
-    out: &mut BodyOut<'_, S>,
+}
+
+/// How a client that asked for `response_fd` takes the response body.
+struct Delivery {
+    /// Resolves once the client's body has been read whole: only then is
+    /// `Head` sent, as the client answers it with a descriptor that must
+    /// not be read together with the body's last frames.
+    body_was_read: oneshot::Receiver<()>,
+    /// The client's answer to `Head`: a descriptor, or none.
+    sink: oneshot::Receiver<Option<OwnedFd>>,
+}
+
+async fn exchange(
+    agent: &Agent,
+    prepared: Prepared,
+    upstream: Upstream,
+    delivery: Option<Delivery>,
+    out: &mut BodyOut<'_>,
 ) -> Result<u16, Outcome> {
     let Prepared { granted: p, headers } = prepared;
+    let Upstream { body, body_len, timeout_secs } = upstream;
     let mut body = match body {
         None => Body::None,
         Some(mut rx) if p.sign_form_body => Body::Buffered(buffer_form(&mut rx).await?),
@@ -272,24 +318,51 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         url: url.to_string(),
         unfollowed,
     };
-    out.send(&Response::Head(head)).await.map_err(Outcome::Broken)?;
+    let mut sink = None;
+    if let Some(d) = delivery {
+        // An error means the client's side has ended, and with it the
+        // whole exchange.
+        let _ = d.body_was_read.await;
+        out.send(&Response::Head(head)).await.map_err(Outcome::Broken)?;
+        if let Ok(Some(fd)) = d.sink.await {
+            // A descriptor that will not do is not an error: the body goes
+            // through the socket, which the client reads either way.
+            sink = fdio::Sink::new(fd)
+                .inspect_err(|why| tracing::debug!(why, "response body through the socket"))
+                .ok();
+        }
+    } else {
+        out.send(&Response::Head(head)).await.map_err(Outcome::Broken)?;
+    }
     let mut resp = resp;
     let mut sent: u64 = 0;
+    let cut_short = |message: String, sent: u64| {
+        Outcome::Failed(Failure::upstream(format!(
+            "{message} (after {sent} bytes of the response body)"
+        )))
+    };
     loop {
         match resp.chunk().await {
             Ok(Some(bytes)) => {
-                out.body(&bytes).await.map_err(Outcome::Broken)?;
-                sent += bytes.len() as u64;
+                let n = bytes.len() as u64;
+                match &mut sink {
+                    Some(s) => {
+                        if s.write(bytes).await.is_err() {
+                            break;
+                        }
+                    }
+                    None => out.body(&bytes).await.map_err(Outcome::Broken)?,
+                }
+                sent += n;
             }
             Ok(None) => break,
-            Err(e) => {
-                let f = describe(&e, &url);
-                return Err(Outcome::Failed(Failure::upstream(format!(
-                    "{} (after {sent} bytes of the response body)",
-                    f.message
-                ))));
-            }
+            Err(e) => return Err(cut_short(describe(&e, &url).message, sent)),
         }
+    }
+    if let Some(s) = sink {
+        s.finish().await.map_err(|e| {
+            Outcome::Failed(Failure::other(format!("cannot write the response body: {e}")))
+        })?;
     }
     out.send(&Response::BodyEnd).await.map_err(Outcome::Broken)?;
     Ok(status)

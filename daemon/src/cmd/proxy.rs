@@ -12,18 +12,17 @@
 use std::sync::Arc;
 
 use signet_proto::{ErrorCode, Failure, ProxyStart, Response};
-use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::agent::{Agent, Peer};
 use crate::conn::{Closed, Conn};
 use crate::{proxy, validate};
 
 /// Starts a proxy; a tied one lives as long as this connection.
-pub async fn start<S: AsyncRead + AsyncWrite + Unpin>(
+pub async fn start(
     agent: &Arc<Agent>,
     peer: Peer,
     req: ProxyStart,
-    conn: &mut Conn<S>,
+    conn: &mut Conn,
     recorded: impl FnOnce(Option<ErrorCode>),
 ) -> Result<(), Closed> {
     let (id, info) = match proxy::start(agent, peer, &req).await {
