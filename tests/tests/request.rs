@@ -534,3 +534,78 @@ fn the_agent_writes_into_and_reads_from_passed_files_and_refuses_other_descripto
     raw::send(&mut s, &Request::Status);
     expect(&mut s, "Status");
 }
+
+/// A client killed while the agent writes into its file, or reads from
+/// it: the agent stops touching the file, its transfer threads end, and it
+/// goes on serving.
+#[test]
+fn a_client_killed_mid_transfer_leaves_its_file_alone_and_no_thread_behind() {
+    let Some(env) = TestEnv::started(Backend::SecretService) else { return };
+    let server = BearerLikeServer::start(ExpectedAuth::bearer("kill-token"));
+    env.add("s", "bearer", &server.url(), "kill-token", &[]);
+    env.request_json(&["s", "echo"]);
+    let pid = env.agent.as_ref().expect("agent").pid();
+    let threads = || std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
+    let before = threads();
+    let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+
+    // A download into a file, killed once the file has begun to fill.
+    let out = env.root.path().join("partial.bin");
+    let out_arg = out.to_str().expect("utf-8 path").to_string();
+    let big = format!("big/{}", 8u64 << 30);
+    let mut child = env
+        .signet_command()
+        .args(["request", "s", &big, "-o", &out_arg])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    assert!(eventually(Duration::from_secs(10), || size(&out) > 1 << 20), "the file never grew");
+    assert!(threads() > before, "no thread writes the file");
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    // The agent notices the client's socket close and stops: the file
+    // stops growing long before 8 GiB.
+    let mut last = size(&out);
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            std::thread::sleep(Duration::from_millis(200));
+            let now = size(&out);
+            let still = now == last;
+            last = now;
+            still
+        }),
+        "the agent kept writing into a dead client's file"
+    );
+    assert!(last < 8 << 30, "{last} bytes written");
+
+    // An upload read from a file, killed mid-way.
+    let body = env.root.path().join("body.bin");
+    let f = std::fs::File::create(&body).expect("create");
+    f.set_len(4 << 30).expect("sparse 4 GiB");
+    let body_arg = format!("@{}", body.display());
+    let recorded = server.requests().len();
+    let mut child = env
+        .signet_command()
+        .args(["request", "s", "echo/killed", "--data-binary", &body_arg])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            server.requests().len() == recorded && threads() > before
+        }),
+        "no thread reads the file"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+
+    assert!(
+        eventually(Duration::from_secs(10), || threads() <= before),
+        "{} threads in the agent, {before} before the transfers",
+        threads()
+    );
+    env.request_json(&["s", "echo"]);
+}
