@@ -423,6 +423,23 @@ fn a_file_output_gets_the_body_at_its_offset_and_a_file_stdin_is_sent_from_its_o
     assert_eq!(echo["body_sha256"], pattern_sha256((n - skip) as u64));
     let last = server.requests().pop().expect("recorded");
     assert_eq!(last.header("content-length"), Some((n - skip).to_string().as_str()));
+
+    // A regular file that refuses every write (procfs's clear_refs parses
+    // a number and answers anything else with EINVAL), as a full disk
+    // would: the error is the agent's to report, and it goes on serving.
+    let refusing =
+        std::fs::OpenOptions::new().write(true).open("/proc/self/clear_refs").expect("open");
+    let out = env
+        .signet_command()
+        .args(["request", "s", &big])
+        .stdout(refusing)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot write the response body: Invalid argument"), "{stderr}");
+    env.request_json(&["s", "echo"]);
 }
 
 /// The protocol underneath: a passed file gets the response body from the
