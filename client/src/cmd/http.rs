@@ -159,11 +159,12 @@ const MAX_DATA: usize = 64 << 20;
 fn body_source(a: &RequestArgs) -> Result<Option<BodySource>, Failed> {
     if let Some(d) = &a.data_binary {
         return Ok(Some(match d.strip_prefix('@') {
-            Some("-") => match io::stdin().as_fd().try_clone_to_owned().map(File::from) {
-                // Stdin redirected from a file is that file, for the agent
-                // to read itself.
-                Ok(f) if f.metadata().is_ok_and(|m| m.is_file()) => BodySource::File(f),
-                _ => BodySource::Stdin(io::stdin()),
+            // Stdin as a file: redirected from a regular file, the agent
+            // reads it itself; else it is read here, unbuffered. A closed
+            // stdin reads as empty, as std's own handle has it.
+            Some("-") => match io::stdin().as_fd().try_clone_to_owned() {
+                Ok(fd) => BodySource::File(File::from(fd)),
+                Err(_) => BodySource::Stdin(io::stdin()),
             },
             Some(path) => BodySource::File(
                 File::open(path).map_err(|e| Failed::usage(format!("cannot read {path}: {e}")))?,
