@@ -10,8 +10,11 @@
 //!   stream is out of step), a body that does not decode gets an error and
 //!   the connection carries on (it was exactly `len` bytes, so the stream is
 //!   still in step);
-//! - once shutdown begins, no new request is read.
+//! - once shutdown begins, no new request is read;
+//! - a file descriptor is taken only where one is due, on its own byte,
+//!   and never from among buffered bytes.
 
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,8 +26,6 @@ use signet_proto::frame::{
 use signet_proto::{
     ErrorCode, Failure, MAX_CHUNK, PROTOCOL_VERSION, Request, Response, agent_version_string,
 };
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, Interest};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
