@@ -259,6 +259,20 @@ fn timed_with_rss(mut c: Command, pid: i32) -> (Duration, u64) {
     (took, peak.load(Ordering::Relaxed).saturating_sub(base))
 }
 
+/// How long `c` takes with its output read by `cat` into /dev/null, both
+/// processes to their exit.
+fn into_pipe(mut c: Command) -> Duration {
+    let t = Instant::now();
+    let mut producer =
+        c.stdout(Stdio::piped()).stderr(Stdio::null()).stdin(Stdio::null()).spawn().expect("run");
+    let pipe = producer.stdout.take().expect("stdout");
+    let cat = Command::new("cat").stdin(pipe).stdout(Stdio::null()).status().expect("cat");
+    let done = producer.wait().expect("wait");
+    let took = t.elapsed();
+    assert!(done.success() && cat.success(), "{c:?} | cat failed");
+    took
+}
+
 /// The raw floor of a stream: `bytes` through a Unix socket pair, in
 /// 256 KiB writes and reads, with nothing else done to them.
 fn socket_copy(bytes: u64) -> Duration {
@@ -724,8 +738,15 @@ fn stream_section(env: &TestEnv, upstream: &BearerLikeServer) {
     let sink = format!("{}sink", upstream.url());
     let (mut curl_down, mut signet_down, mut curl_up, mut signet_up) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut curl_pipe, mut signet_pipe) = (Vec::new(), Vec::new());
     let mut rss_growth = 0u64;
     for _ in 0..STREAM_RUNS {
+        // Into a pipe, which the agent is not handed: the body crosses
+        // the client's socket in chunk frames.
+        let mut c = Command::new("curl");
+        c.args(["-s", "-f", "-H", auth, &big]);
+        curl_pipe.push(into_pipe(c));
+        signet_pipe.push(into_pipe(run_signet(&["request", "web", &big_rel])));
         let mut c = Command::new("curl");
         c.args(["-s", "-f", "-o", "/dev/null", "-H", auth, &big]);
         curl_down.push(timed_with_rss(c, agent_pid).0);
@@ -771,6 +792,12 @@ fn stream_section(env: &TestEnv, upstream: &BearerLikeServer) {
         "  download: signet request             {sd:>8.0} MiB/s   {:.2}x curl; target >= 0.8x: {}",
         sd / cd,
         verdict(sd / cd >= 0.8)
+    );
+    let (cp, sp) = (rate_of(curl_pipe), rate_of(signet_pipe));
+    println!("  download into a pipe: curl | cat     {cp:>8.0} MiB/s");
+    println!(
+        "  download into a pipe: signet | cat   {sp:>8.0} MiB/s   {:.2}x curl (through the socket)",
+        sp / cp
     );
     println!("  upload:   curl -T                    {cu:>8.0} MiB/s");
     println!(
