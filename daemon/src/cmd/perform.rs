@@ -318,29 +318,28 @@ async fn exchange(
         url: url.to_string(),
         unfollowed,
     };
-    let mut sink = None;
-    if let Some(d) = delivery {
-        // An error means the client's side has ended, and with it the
-        // whole exchange.
-        let _ = d.body_was_read.await;
-        out.send(&Response::Head(head)).await.map_err(Outcome::Broken)?;
-        if let Ok(Some(fd)) = d.sink.await {
-            // A descriptor that will not do is not an error: the body goes
-            // through the socket, which the client reads either way.
-            sink = fdio::Sink::new(fd)
-                .inspect_err(|why| tracing::debug!(why, "response body through the socket"))
-                .ok();
+    let answer = match delivery {
+        Some(d) => {
+            // An error means the client's side has ended, and with it the
+            // whole exchange.
+            let _ = d.body_was_read.await;
+            Some(d.sink)
         }
-    } else {
-        out.send(&Response::Head(head)).await.map_err(Outcome::Broken)?;
+        None => None,
+    };
+    out.send(&Response::Head(head)).await.map_err(Outcome::Broken)?;
+    let mut sink = None;
+    if let Some(answer) = answer
+        && let Ok(Some(fd)) = answer.await
+    {
+        // A descriptor that will not do is not an error: the body goes
+        // through the socket, which the client reads either way.
+        sink = fdio::Sink::new(fd)
+            .inspect_err(|why| tracing::debug!(why, "response body through the socket"))
+            .ok();
     }
     let mut resp = resp;
     let mut sent: u64 = 0;
-    let cut_short = |message: String, sent: u64| {
-        Outcome::Failed(Failure::upstream(format!(
-            "{message} (after {sent} bytes of the response body)"
-        )))
-    };
     loop {
         match resp.chunk().await {
             Ok(Some(bytes)) => {
@@ -356,7 +355,13 @@ async fn exchange(
                 sent += n;
             }
             Ok(None) => break,
-            Err(e) => return Err(cut_short(describe(&e, &url).message, sent)),
+            Err(e) => {
+                let f = describe(&e, &url);
+                return Err(Outcome::Failed(Failure::upstream(format!(
+                    "{} (after {sent} bytes of the response body)",
+                    f.message
+                ))));
+            }
         }
     }
     if let Some(s) = sink {
