@@ -16,6 +16,15 @@ use signet_tests::upstream::{
 };
 use signet_tests::{Backend, Out, TestEnv, eventually};
 
+/// An agent holding one bearer token `s` for a server that wants `token`;
+/// `None` where the suite cannot run an agent (as `TestEnv::started`).
+fn bearer_token_s(token: &str) -> Option<(TestEnv, BearerLikeServer)> {
+    let env = TestEnv::started(Backend::SecretService)?;
+    let server = BearerLikeServer::start(ExpectedAuth::bearer(token));
+    env.add("s", "bearer", &server.url(), token, &[]);
+    Some((env, server))
+}
+
 /// VmRSS of a process in KiB.
 fn rss_kib(pid: i32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -172,9 +181,7 @@ const RSS_LIMIT_KIB: u64 = 64 * 1024;
 
 #[test]
 fn a_100_mib_download_and_upload_stream_through_the_agent_in_constant_memory() {
-    let Some(env) = TestEnv::started(Backend::SecretService) else { return };
-    let server = BearerLikeServer::start(ExpectedAuth::bearer("stream-token"));
-    env.add("s", "bearer", &server.url(), "stream-token", &[]);
+    let Some((env, server)) = bearer_token_s("stream-token") else { return };
     let status = env.signet(&["status", "--json"]).json();
     let pid = env.agent.as_ref().expect("agent").pid();
     assert_eq!(status["pid"], pid);
@@ -231,9 +238,7 @@ fn a_100_mib_download_and_upload_stream_through_the_agent_in_constant_memory() {
 
 #[test]
 fn data_binary_from_stdin_streams_without_a_known_length() {
-    let Some(env) = TestEnv::started(Backend::SecretService) else { return };
-    let server = BearerLikeServer::start(ExpectedAuth::bearer("stdin-token"));
-    env.add("s", "bearer", &server.url(), "stdin-token", &[]);
+    let Some((env, server)) = bearer_token_s("stdin-token") else { return };
     let n: u64 = 8 * 1024 * 1024 + 17;
     let data = signet_tests::upstream::pattern_bytes(0, n as usize);
     let out = env.signet_in(&["request", "s", "echo/stdin", "--data-binary", "@-"], &data);
@@ -379,9 +384,7 @@ fn a_response_body_cut_short_is_an_upstream_failure_not_success() {
 fn a_file_output_gets_the_body_at_its_offset_and_a_file_stdin_is_sent_from_its_offset() {
     use std::io::{Seek, SeekFrom};
 
-    let Some(env) = TestEnv::started(Backend::SecretService) else { return };
-    let server = BearerLikeServer::start(ExpectedAuth::bearer("file-token"));
-    env.add("s", "bearer", &server.url(), "file-token", &[]);
+    let Some((env, server)) = bearer_token_s("file-token") else { return };
     let n = 300_000usize;
 
     // Stdout appends to a file that already has a line: the head that -i
@@ -453,9 +456,7 @@ fn the_agent_writes_into_and_reads_from_passed_files_and_refuses_other_descripto
     use signet_proto::{ErrorCode, PerformRequest, Request, Response};
     use signet_tests::raw;
 
-    let Some(env) = TestEnv::started(Backend::SecretService) else { return };
-    let server = BearerLikeServer::start(ExpectedAuth::bearer("raw-token"));
-    env.add("s", "bearer", &server.url(), "raw-token", &[]);
+    let Some((env, server)) = bearer_token_s("raw-token") else { return };
     let n = 300_000usize;
     let perform = |url: &str, body_len: Option<u64>, body_fd: bool, response_fd: bool| {
         Request::Perform(PerformRequest {
@@ -557,9 +558,7 @@ fn the_agent_writes_into_and_reads_from_passed_files_and_refuses_other_descripto
 /// goes on serving.
 #[test]
 fn a_client_killed_mid_transfer_leaves_its_file_alone_and_no_thread_behind() {
-    let Some(env) = TestEnv::started(Backend::SecretService) else { return };
-    let server = BearerLikeServer::start(ExpectedAuth::bearer("kill-token"));
-    env.add("s", "bearer", &server.url(), "kill-token", &[]);
+    let Some((env, server)) = bearer_token_s("kill-token") else { return };
     env.request_json(&["s", "echo"]);
     let pid = env.agent.as_ref().expect("agent").pid();
     let threads = || std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
