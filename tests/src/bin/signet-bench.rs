@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo build --release --workspace && target/release/signet-bench
 //! target/release/signet-bench store     # the store at 10,000 tokens only
+//! target/release/signet-bench held      # signs only: held, many clients, a process
 //! ```
 //!
 //! Each floor is measured the way its subject is: the same warm-up, the same
@@ -444,6 +445,53 @@ fn store_scale() {
     println!("  migrate keyutils -> file, all        {:>10}", ms(migrate));
 }
 
+/// What the audit trail costs a held-connection sign: this agent (trail
+/// on, through `probe`) against a second one with `audit = false`,
+/// alternating short runs so that both see the same load.
+fn audit_cost(probe: &mut Client) {
+    let mut quiet = TestEnv::new(Backend::SecretService).expect("a second Secret Service");
+    quiet.write_config("audit = false\n");
+    quiet.start_agent();
+    quiet.add(
+        "bench",
+        "maas",
+        "http://maas.example:5240/MAAS/api/2.0/",
+        "ck:tk:ts",
+        &["--exportable"],
+    );
+    let mut off = Client::connect(Some(&quiet.socket())).expect("connect");
+    for _ in 0..1000 {
+        sign(&mut off);
+    }
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for round in 0..AUDIT_ROUNDS * 2 {
+        let (c, into) =
+            if round % 2 == 0 { (&mut *probe, &mut with) } else { (&mut off, &mut without) };
+        for _ in 0..HELD_OPS / AUDIT_ROUNDS {
+            let t = Instant::now();
+            sign(c);
+            into.push(t.elapsed());
+        }
+    }
+    let (with, without) = (stats(with), stats(without));
+    println!("audit trail, held-connection sign, {AUDIT_ROUNDS} alternating runs each:");
+    println!(
+        "  audit = false                        p50 {:>10}  p99 {:>10}",
+        us(without.p50),
+        us(without.p99)
+    );
+    println!(
+        "  audit on                             p50 {:>10}  p99 {:>10}   +{} p50 ({:.2}x)",
+        us(with.p50),
+        us(with.p99),
+        us(with.p50.saturating_sub(without.p50)),
+        with.p50.as_secs_f64() / without.p50.as_secs_f64()
+    );
+    drop(off);
+    quiet.stop_agent();
+    println!();
+}
+
 fn main() {
     // SAFETY: set before any thread of ours is started. The agent logs at
     // its default level, as in real use.
@@ -466,11 +514,12 @@ fn main() {
     );
     let upstream = BearerLikeServer::start(ExpectedAuth::bearer("bench-token"));
     env.add("web", "bearer", &upstream.url(), "bench-token", &[]);
-    match std::env::args().nth(1).as_deref() {
+    let held_only = match std::env::args().nth(1).as_deref() {
         Some("proxy") => return proxy_section(&env, &upstream),
         Some("stream") => return stream_section(&env, &upstream),
-        _ => {}
-    }
+        Some("held") => true,
+        _ => false,
+    };
     let sock = env.socket();
 
     println!(
@@ -512,50 +561,9 @@ fn main() {
     );
     println!();
 
-    // 1b. What the audit trail costs a held-connection sign: this agent
-    // (trail on) against a second one with `audit = false`, alternating
-    // short runs so that both see the same load.
-    let mut quiet = TestEnv::new(Backend::SecretService).expect("a second Secret Service");
-    quiet.write_config("audit = false\n");
-    quiet.start_agent();
-    quiet.add(
-        "bench",
-        "maas",
-        "http://maas.example:5240/MAAS/api/2.0/",
-        "ck:tk:ts",
-        &["--exportable"],
-    );
-    let mut off = Client::connect(Some(&quiet.socket())).expect("connect");
-    for _ in 0..1000 {
-        sign(&mut off);
+    if !held_only {
+        audit_cost(&mut probe);
     }
-    let (mut with, mut without) = (Vec::new(), Vec::new());
-    for round in 0..AUDIT_ROUNDS * 2 {
-        let (c, into) =
-            if round % 2 == 0 { (&mut probe, &mut with) } else { (&mut off, &mut without) };
-        for _ in 0..HELD_OPS / AUDIT_ROUNDS {
-            let t = Instant::now();
-            sign(c);
-            into.push(t.elapsed());
-        }
-    }
-    let (with, without) = (stats(with), stats(without));
-    println!("audit trail, held-connection sign, {AUDIT_ROUNDS} alternating runs each:");
-    println!(
-        "  audit = false                        p50 {:>10}  p99 {:>10}",
-        us(without.p50),
-        us(without.p99)
-    );
-    println!(
-        "  audit on                             p50 {:>10}  p99 {:>10}   +{} p50 ({:.2}x)",
-        us(with.p50),
-        us(with.p99),
-        us(with.p50.saturating_sub(without.p50)),
-        with.p50.as_secs_f64() / without.p50.as_secs_f64()
-    );
-    drop(off);
-    quiet.stop_agent();
-    println!();
 
     // 2. Many clients: the raw echo with as many clients vs signs.
     let (mut floor_rate, mut sign_rate) = (0.0, 0.0);
@@ -613,6 +621,10 @@ fn main() {
         ms(sign_proc),
         verdict(proc_ratio <= 1.3)
     );
+    if held_only {
+        env.stop_agent();
+        return;
+    }
     if which("secret-tool") {
         let session = env.session.as_ref().expect("session");
         session.store("bench", &[("bench", "1")], b"x").expect("store");
