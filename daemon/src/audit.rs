@@ -110,9 +110,22 @@ pub fn origin_and_path(url: &str) -> (Option<String>, Option<String>) {
 
 /// [`origin_and_path`] of a URL parsed already.
 pub fn origin_and_path_of(u: &url::Url) -> (Option<String>, Option<String>) {
+    (origin_of(u), Some(clip(u.path())))
+}
+
+/// The URL's origin as the trail writes it: `scheme://host[:port]`, the
+/// port only when it is not the scheme's default; `None` for an opaque
+/// origin. For http and https, the parser has already put the host in
+/// ASCII and dropped a default port, so the origin is a slice of the
+/// serialisation (user info excluded) and needs no second pass.
+fn origin_of(u: &url::Url) -> Option<String> {
+    use url::Position;
+    if matches!(u.scheme(), "http" | "https") && u.has_host() {
+        let authority = &u[Position::BeforeHost..Position::AfterPort];
+        return Some(format!("{}://{authority}", u.scheme()));
+    }
     let origin = u.origin().ascii_serialization();
-    let origin = (origin != "null").then_some(origin);
-    (origin, Some(clip(u.path())))
+    (origin != "null").then_some(origin)
 }
 
 fn clip(s: &str) -> String {
@@ -129,6 +142,30 @@ fn clip(s: &str) -> String {
 /// Now, as the trail writes it.
 pub fn timestamp(t: time::OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
+    // Written digit by digit: the trail stamps every sign, and this is a
+    // tenth of the cost of the formatting machinery.
+    if let Ok(year) = u16::try_from(t.year())
+        && year <= 9999
+    {
+        let mut out = [0u8; 27];
+        let mut at = 0;
+        let mut put = |v: u32, width: u32, sep: u8| {
+            for i in (0..width).rev() {
+                out[at] = b'0' + (v / 10u32.pow(i) % 10) as u8;
+                at += 1;
+            }
+            out[at] = sep;
+            at += 1;
+        };
+        put(year.into(), 4, b'-');
+        put(u8::from(t.month()).into(), 2, b'-');
+        put(t.day().into(), 2, b'T');
+        put(t.hour().into(), 2, b':');
+        put(t.minute().into(), 2, b':');
+        put(t.second().into(), 2, b'.');
+        put(t.microsecond(), 6, b'Z');
+        return out.iter().map(|&b| char::from(b)).collect();
+    }
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
         t.year(),
@@ -209,6 +246,7 @@ impl Audit {
             max: s.max_bytes,
             keep: s.keep,
             pending: Vec::with_capacity(BATCH_BYTES),
+            line: Vec::with_capacity(1024),
             pending_lines: 0,
         };
         let counter = dropped.clone();
@@ -362,6 +400,8 @@ struct Writer {
     /// Whole lines not written yet: one `write(2)` carries a batch.
     pending: Vec<u8>,
     pending_lines: u64,
+    /// The line being made, kept to be reused: no allocation per line.
+    line: Vec<u8>,
 }
 
 /// The most a batch holds before it is written.
@@ -402,7 +442,12 @@ impl Writer {
         match msg {
             Msg::Record(mut r, at) => {
                 r.time = timestamp(at);
-                let Ok(mut line) = serde_json::to_vec(&r) else { return };
+                let mut line = std::mem::take(&mut self.line);
+                line.clear();
+                if serde_json::to_writer(&mut line, &r).is_err() {
+                    self.line = line;
+                    return;
+                }
                 line.push(b'\n');
                 // A batch never takes the file past its limit: rotation
                 // happens between batches, as it did between lines.
@@ -412,6 +457,7 @@ impl Writer {
                     self.flush(dropped, warned);
                 }
                 self.pending.extend_from_slice(&line);
+                self.line = line;
                 self.pending_lines += 1;
                 if self.pending.len() >= BATCH_BYTES {
                     self.flush(dropped, warned);
@@ -525,6 +571,55 @@ mod tests {
     fn timestamps_are_fixed_width_utc() {
         let t = time::macros::datetime!(2026-01-02 03:04:05.000007 UTC);
         assert_eq!(timestamp(t), "2026-01-02T03:04:05.000007Z");
+        // Another offset is written as UTC.
+        let t = time::macros::datetime!(2026-01-01 23:59:59.999999 -02:00);
+        assert_eq!(timestamp(t), "2026-01-02T01:59:59.999999Z");
+        let t = time::macros::datetime!(0000-01-01 00:00:00 UTC);
+        assert_eq!(timestamp(t), "0000-01-01T00:00:00.000000Z");
+        let t = time::macros::datetime!(9999-12-31 23:59:59.999999 UTC);
+        assert_eq!(timestamp(t), "9999-12-31T23:59:59.999999Z");
+        // Against the formatting machinery, over a spread of instants.
+        let mut t = time::macros::datetime!(1970-01-01 00:00:00 UTC);
+        for _ in 0..5000 {
+            t += time::Duration::microseconds(987_654_321_123);
+            let by_format = format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second(),
+                t.microsecond()
+            );
+            assert_eq!(timestamp(t), by_format);
+        }
+    }
+
+    #[test]
+    fn an_origin_is_the_urls_origin_without_its_user_info() {
+        for url in [
+            "http://maas.example:5240/MAAS/api/2.0/",
+            "https://vms.example/api/",
+            "https://vms.example:443/api/",
+            "http://vms.example:80/x",
+            "http://user:secret@h.example:8080/p?q=1#f",
+            "https://user@h.example/",
+            "http://[::1]:8080/",
+            "http://127.0.0.1/",
+            "HTTP://EXAMPLE.COM/A",
+            "http://bücher.example/",
+            "ftp://files.example:2121/x",
+            "file:///etc/passwd",
+            "data:text/plain,x",
+            "mailto:a@b.example",
+        ] {
+            let u = url::Url::parse(url).unwrap();
+            let origin = u.origin().ascii_serialization();
+            let expected = (origin != "null").then_some(origin);
+            assert_eq!(origin_of(&u), expected, "{url}");
+            assert!(!origin_of(&u).unwrap_or_default().contains("secret"), "{url}");
+        }
     }
 
     #[test]

@@ -65,15 +65,21 @@ fn out_of_scope(name: &str, base: &url::Url, why: String) -> Failure {
 /// of the base path), or followed by a `;` parameter (`..;/`, which Tomcat
 /// and Spring resolve as `..`).
 fn has_hidden_dot_segment(path: &str) -> bool {
+    let dotted = |layer: &[u8]| {
+        layer.split(|&c| c == b'/' || c == b'\\').any(|seg| {
+            let seg = seg.split(|&c| c == b';').next().unwrap_or(seg);
+            seg == b"." || seg == b".."
+        })
+    };
+    // Without a `%` there is no layer to peel: one look, no copy.
+    if !path.contains('%') {
+        return dotted(path.as_bytes());
+    }
     let mut layer: Vec<u8> = path.as_bytes().to_vec();
     // Each round peels one layer of encoding; a path that still changes
     // after a few is refused anyway below.
     for _ in 0..4 {
-        let dotted = layer.split(|&c| c == b'/' || c == b'\\').any(|seg| {
-            let seg = seg.split(|&c| c == b';').next().unwrap_or(seg);
-            seg == b"." || seg == b".."
-        });
-        if dotted {
+        if dotted(&layer) {
             return true;
         }
         let next: Vec<u8> = percent_encoding::percent_decode(&layer).collect();
@@ -130,10 +136,26 @@ pub fn check_scope(name: &str, base: &url::Url, target: &url::Url) -> Result<(),
 /// APIs) goes through.
 pub fn scoped_url(e: &Entry, target: &str) -> Result<(url::Url, url::Url), Failure> {
     let base =
-        url::Url::parse(&e.url).map_err(|err| Failure::other(format!("stored base URL: {err}")))?;
+        parse_base(&e.url).map_err(|err| Failure::other(format!("stored base URL: {err}")))?;
     let url = resolve_url(&base, target)?;
     check_scope(&e.name, &base, &url)?;
     Ok((base, url))
+}
+
+/// A token's base URL, parsed. Each thread keeps the last one it parsed:
+/// a client signing in a loop names the same token each time, and parsing
+/// was a tenth of a sign's instructions. A base URL is not a secret.
+fn parse_base(text: &str) -> Result<url::Url, url::ParseError> {
+    use std::cell::RefCell;
+    thread_local!(static LAST: RefCell<Option<(String, url::Url)>> = const { RefCell::new(None) });
+    LAST.with_borrow_mut(|last| {
+        if let Some((_, u)) = last.as_ref().filter(|(t, _)| t == text) {
+            return Ok(u.clone());
+        }
+        let u = url::Url::parse(text)?;
+        *last = Some((text.to_string(), u.clone()));
+        Ok(u)
+    })
 }
 
 /// Output that contains the secret itself leaves the agent only
