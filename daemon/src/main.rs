@@ -699,7 +699,16 @@ fn serve(
             })
         };
 
-        server::serve(listener, &socket_file, agent.clone(), None, stop_rx).await;
+        // The accept loop runs on a worker rather than on this thread: a
+        // connection it accepts then starts on the same worker, at once,
+        // instead of waking another thread for it.
+        let accepting = {
+            let (file, agent) = (socket_file.clone(), agent.clone());
+            tokio::spawn(async move { server::serve(listener, &file, agent, None, stop_rx).await })
+        };
+        if let Err(e) = accepting.await {
+            tracing::error!(error = %e, "the accept loop failed; shutting down");
+        }
         // No proxy outlives the agent, nor its socket or certificate file.
         agent.proxies.stop_all();
         signals.abort();

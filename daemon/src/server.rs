@@ -70,6 +70,7 @@ impl BoundSocket {
 }
 
 /// The socket's file, removed when the agent stops if it is still ours.
+#[derive(Clone)]
 pub struct SocketFile {
     pub path: PathBuf,
     ours: Option<(u64, u64)>,
