@@ -186,6 +186,18 @@ fn rate<C: Send + 'static>(
     count.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64()
 }
 
+/// Adds the token that [`SIGN`] names: an exportable MAAS token, whose
+/// PLAINTEXT header the agent may hand out.
+fn add_sign_token(env: &TestEnv) {
+    env.add(
+        SIGN.0,
+        "maas",
+        "http://maas.example:5240/MAAS/api/2.0/",
+        "ck:tk:ts",
+        &["--exportable"],
+    );
+}
+
 /// The signature every measurement asks for.
 const SIGN: (&str, &str, &str) = ("bench", "GET", "users/?op=whoami");
 
@@ -452,13 +464,7 @@ fn audit_cost(probe: &mut Client) {
     let mut quiet = TestEnv::new(Backend::SecretService).expect("a second Secret Service");
     quiet.write_config("audit = false\n");
     quiet.start_agent();
-    quiet.add(
-        "bench",
-        "maas",
-        "http://maas.example:5240/MAAS/api/2.0/",
-        "ck:tk:ts",
-        &["--exportable"],
-    );
+    add_sign_token(&quiet);
     let mut off = Client::connect(Some(&quiet.socket())).expect("connect");
     for _ in 0..1000 {
         sign(&mut off);
@@ -505,13 +511,7 @@ fn main() {
     }
     let mut env = TestEnv::new(Backend::SecretService).expect("a Secret Service for the benchmark");
     env.start_agent();
-    env.add(
-        "bench",
-        "maas",
-        "http://maas.example:5240/MAAS/api/2.0/",
-        "ck:tk:ts",
-        &["--exportable"],
-    );
+    add_sign_token(&env);
     let upstream = BearerLikeServer::start(ExpectedAuth::bearer("bench-token"));
     env.add("web", "bearer", &upstream.url(), "bench-token", &[]);
     let held_only = match std::env::args().nth(1).as_deref() {
