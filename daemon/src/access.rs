@@ -310,7 +310,9 @@ impl Access {
             return Ok(());
         }
         let question = question(entry, &asker, dest, self.confirm_timeout);
-        match self.ask(&question).await {
+        // Boxed: the asking is rare and its future large, and a sign's
+        // future holds this one.
+        match Box::pin(self.ask(&question)).await {
             Answer::Yes => {}
             Answer::No => {
                 return Err(Failure::policy(format!(

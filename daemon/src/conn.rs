@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use bytes::BytesMut;
-use signet_proto::codec::decode;
+use signet_proto::codec::{CodecError, decode};
 use signet_proto::frame::{
     FrameError, chunk_data, chunk_head, read_body_async, read_prefix_async, write_frame_async,
 };
@@ -59,6 +59,52 @@ pub type BodyItem = Result<Bytes, std::io::Error>;
 
 fn protocol_failure(msg: impl Into<String>) -> Response {
     Response::Failure(Failure::new(ErrorCode::Protocol, msg))
+}
+
+/// The answer to a length prefix over the limit. The stream is out of
+/// step after it, so the connection closes.
+pub fn malformed_frame(e: &FrameError) -> Response {
+    protocol_failure(format!("malformed frame: {e}"))
+}
+
+/// The answer to a frame that does not decode. It was exactly its length,
+/// so the connection carries on.
+pub fn malformed_request(e: &CodecError) -> Response {
+    protocol_failure(format!(
+        "malformed request: {e}; is the client the same version as the agent?"
+    ))
+}
+
+/// The answer to a connection's first frame, which must be a `Hello` of
+/// this protocol version, and whether the connection goes on after it. A
+/// version mismatch is answered with a failure that names both versions.
+pub fn greeting(first: Result<Request, Response>) -> (Response, Result<(), Closed>) {
+    match first {
+        Ok(Request::Hello { version, .. }) if version == PROTOCOL_VERSION => {
+            let hello = Response::Hello {
+                version: PROTOCOL_VERSION,
+                software: agent_version_string("signet-agent"),
+            };
+            (hello, Ok(()))
+        }
+        Ok(Request::Hello { version, software }) => {
+            let f = Failure::new(
+                ErrorCode::Protocol,
+                format!(
+                    "protocol version mismatch: the client ({}) speaks version {version}, this agent ({}) speaks version {PROTOCOL_VERSION}",
+                    software.escape_debug(),
+                    agent_version_string("signet-agent")
+                ),
+            )
+            .with_hint("use a signet client of the same release as the agent, or restart the agent");
+            (Response::Failure(f), Err(Closed::Error(format!("version mismatch ({version})"))))
+        }
+        Ok(_) => (
+            protocol_failure("expected Hello as the first message"),
+            Err(Closed::Error("no Hello".into())),
+        ),
+        Err(answer) => (answer, Err(Closed::Error("malformed Hello".into()))),
+    }
 }
 
 async fn write<W: AsyncWrite + Unpin>(
@@ -124,7 +170,7 @@ impl Conn {
                 Ok(Err(FrameError::Closed)) => return Err(Closed::Peer),
                 Ok(Err(e @ FrameError::TooLarge(_))) => {
                     // The stream is out of step now: say why, then close.
-                    let _ = self.send(&protocol_failure(format!("malformed frame: {e}"))).await;
+                    let _ = self.send(&malformed_frame(&e)).await;
                     return Err(Closed::Error(e.to_string()));
                 }
                 Ok(Err(e)) => return Err(Closed::Error(e.to_string())),
@@ -140,46 +186,34 @@ impl Conn {
         {
             Err(_) => Err(Closed::Error("frame body timed out".into())),
             Ok(Ok(req)) => Ok(Ok(req)),
-            Ok(Err(FrameError::Codec(e))) => Ok(Err(protocol_failure(format!(
-                "malformed request: {e}; is the client the same version as the agent?"
-            )))),
+            Ok(Err(FrameError::Codec(e))) => Ok(Err(malformed_request(&e))),
             Ok(Err(e)) => Err(Closed::Error(e.to_string())),
         }
     }
 
-    /// The `Hello` exchange, which must come first and promptly. A version
-    /// mismatch is answered with a failure that names both versions.
+    /// The `Hello` exchange, which must come first and promptly.
     pub async fn handshake(&mut self) -> Result<(), Closed> {
-        match self.read(self.frame_timeout).await? {
-            Ok(Request::Hello { version, .. }) if version == PROTOCOL_VERSION => {
-                let hello = Response::Hello {
-                    version: PROTOCOL_VERSION,
-                    software: agent_version_string("signet-agent"),
-                };
-                self.send(&hello).await
-            }
-            Ok(Request::Hello { version, software }) => {
-                let f = Failure::new(
-                    ErrorCode::Protocol,
-                    format!(
-                        "protocol version mismatch: the client ({}) speaks version {version}, this agent ({}) speaks version {PROTOCOL_VERSION}",
-                        software.escape_debug(),
-                        agent_version_string("signet-agent")
-                    ),
-                )
-                .with_hint("use a signet client of the same release as the agent, or restart the agent");
-                self.send(&Response::Failure(f)).await?;
-                Err(Closed::Error(format!("version mismatch ({version})")))
-            }
-            Ok(_) => {
-                self.send(&protocol_failure("expected Hello as the first message")).await?;
-                Err(Closed::Error("no Hello".into()))
-            }
-            Err(resp) => {
-                self.send(&resp).await?;
-                Err(Closed::Error("malformed Hello".into()))
-            }
-        }
+        let first = self.read(self.frame_timeout).await?;
+        let (answer, next) = greeting(first);
+        self.send(&answer).await?;
+        next
+    }
+
+    /// What tells the connection that the agent is shutting down.
+    pub fn shutdown(&self) -> watch::Receiver<bool> {
+        self.shutdown.clone()
+    }
+
+    /// Whether nothing the client sent is waiting in the buffer.
+    pub fn drained(&self) -> bool {
+        self.rd.buffer().is_empty()
+    }
+
+    /// The socket itself, for a connection that moves off the runtime. Only
+    /// when [`drained`](Self::drained): buffered bytes would be lost.
+    pub fn into_std(self) -> std::io::Result<std::os::unix::net::UnixStream> {
+        let stream = self.rd.into_inner().reunite(self.wr).map_err(std::io::Error::other)?;
+        stream.into_std()
     }
 
     /// The next request, waiting at most the idle timeout for it to start.

@@ -185,6 +185,51 @@ enum Outcome {
     ClientLeft,
 }
 
+/// The trail's line a request will get, as far as it is known before the
+/// request runs; `None` with the trail off, so that a request then costs
+/// nothing more.
+type Pending = Option<(&'static str, bool, Record)>;
+
+fn pending(agent: &Agent, peer: Peer, req: &Request) -> Pending {
+    agent.audit.enabled().then(|| {
+        let (action, recorded, r) = audited(req);
+        // A sign's target is filled in from the URL it resolves (in
+        // `respond`), not resolved a second time here: it is the request
+        // the agent serves most.
+        let r = if matches!(req, Request::Sign(_)) { r } else { with_target(agent, peer, req, r) };
+        (action, recorded, r)
+    })
+}
+
+/// Refuses what the restricted socket, or a locked agent, does not serve,
+/// and records the refusal.
+fn gate(agent: &Agent, caller: &Caller, req: &Request, audit: &mut Pending) -> Result<(), Failure> {
+    let refusal = match &caller.restricted {
+        Some(rule) => rule.check(req, audited(req).0).err(),
+        None => None,
+    }
+    .or_else(|| {
+        (agent.access.is_locked() && !served_while_locked(req)).then(crate::access::locked)
+    });
+    let Some(f) = refusal else { return Ok(()) };
+    if let Some((action, _, r)) = audit.take() {
+        let r = if matches!(req, Request::Sign(_)) {
+            with_target(agent, caller.peer, req, r)
+        } else {
+            r
+        };
+        record(agent, caller, action, r, Outcome::Failed(f.code));
+    }
+    Err(f)
+}
+
+/// Whether a request needs its connection for more than one answer frame:
+/// its bodies stream over it, or its effect lasts as long as it. Every
+/// other request is served by [`answer`], wherever its connection is read.
+pub fn needs_connection(req: &Request) -> bool {
+    matches!(req, Request::Perform(_) | Request::ProxyStart(_))
+}
+
 /// Serves one request on `conn`. `Err` means the connection must close.
 pub async fn dispatch(
     agent: &Arc<Agent>,
@@ -193,39 +238,63 @@ pub async fn dispatch(
     conn: &mut Conn,
 ) -> Result<(), Closed> {
     let peer = caller.peer;
-    // Only the trail needs these; with it off, a request costs nothing more.
-    // A sign's target is filled in from the URL it resolves (below), not
-    // resolved a second time here: it is the request the agent serves most.
-    let is_sign = matches!(req, Request::Sign(_));
-    let mut audit = agent.audit.enabled().then(|| {
-        let (action, recorded, r) = audited(&req);
-        (action, recorded, if is_sign { r } else { with_target(agent, peer, &req, r) })
-    });
-    let refused = |audit: Option<(&'static str, bool, Record)>, f: &Failure| {
-        if let Some((action, _, r)) = audit {
-            let r = if is_sign { with_target(agent, peer, &req, r) } else { r };
-            record(agent, caller, action, r, Outcome::Failed(f.code));
-        }
-    };
-    if let Some(rule) = &caller.restricted {
-        let what = audited(&req).0;
-        if let Err(f) = rule.check(&req, what) {
-            refused(audit, &f);
-            return conn.send(&Response::Failure(f)).await;
-        }
-    }
-    if agent.access.is_locked() && !served_while_locked(&req) {
-        let f = crate::access::locked();
-        refused(audit, &f);
+    let mut audit = pending(agent, peer, &req);
+    if let Err(f) = gate(agent, caller, &req, &mut audit) {
         // A refused Perform is answered before Proceed: no body follows.
         return conn.send(&Response::Failure(f)).await;
     }
+    match req {
+        Request::Perform(p) => {
+            let (done, sent) = perform::apply(agent, peer, p, conn).await;
+            if let Some((action, _, r)) = audit {
+                let outcome = match done {
+                    perform::Performed::Answered(s) => Outcome::Ok(Some(s)),
+                    perform::Performed::Failed(c) => Outcome::Failed(c),
+                    perform::Performed::ClientLeft => Outcome::ClientLeft,
+                };
+                record(agent, caller, action, r, outcome);
+            }
+            sent
+        }
+        Request::ProxyStart(p) => {
+            let recorded = |failed: Option<ErrorCode>| {
+                if let Some((action, _, r)) = audit {
+                    let outcome = failed.map_or(Outcome::Ok(None), Outcome::Failed);
+                    record(agent, caller, action, r, outcome);
+                }
+            };
+            proxy::start(agent, peer, p, conn, recorded).await
+        }
+        req => conn.send(&respond(agent, caller, req, audit).await).await,
+    }
+}
+
+/// The one frame that answers a request that does not
+/// [need its connection](needs_connection).
+pub async fn answer(agent: &Arc<Agent>, caller: &Caller, req: Request) -> Response {
+    let mut audit = pending(agent, caller.peer, &req);
+    match gate(agent, caller, &req, &mut audit) {
+        Ok(()) => respond(agent, caller, req, audit).await,
+        Err(f) => Response::Failure(f),
+    }
+}
+
+/// Runs an admitted request and records it. Every command but `sign` is
+/// boxed: a future is as large as its largest arm, and the one a sign
+/// runs in is allocated (and wiped when freed, see `harden`) per sign.
+async fn respond(
+    agent: &Arc<Agent>,
+    caller: &Caller,
+    req: Request,
+    mut audit: Pending,
+) -> Response {
+    let peer = caller.peer;
     let result = match req {
         Request::Hello { .. } => Err(Failure::new(
             ErrorCode::Protocol,
             "unexpected Hello: the handshake was already done on this connection",
         )),
-        Request::Add(a) => add::apply(agent, peer, *a).await,
+        Request::Add(a) => Box::pin(add::apply(agent, peer, *a)).await,
         Request::List => list::apply(agent, peer).map(|resp| match (resp, &caller.restricted) {
             (Response::Tokens(all), Some(rule)) => {
                 Response::Tokens(all.into_iter().filter(|t| rule.allows(&t.name)).collect())
@@ -233,8 +302,8 @@ pub async fn dispatch(
             (resp, _) => resp,
         }),
         Request::Show { name } => show::apply(agent, peer, &name),
-        Request::Remove { name } => remove::apply(agent, peer, &name).await,
-        Request::Rename { old, new } => rename::apply(agent, peer, &old, &new).await,
+        Request::Remove { name } => Box::pin(remove::apply(agent, peer, &name)).await,
+        Request::Rename { old, new } => Box::pin(rename::apply(agent, peer, &old, &new)).await,
         Request::Status => status::apply(agent, peer),
         Request::Sign(ref r) => {
             let (result, resolved) = sign::apply(agent, peer, r).await;
@@ -246,26 +315,20 @@ pub async fn dispatch(
             }
             result
         }
-        Request::Perform(p) => {
-            let (done, sent) = perform::apply(agent, peer, p, conn).await;
-            if let Some((action, _, r)) = audit {
-                let outcome = match done {
-                    perform::Performed::Answered(s) => Outcome::Ok(Some(s)),
-                    perform::Performed::Failed(c) => Outcome::Failed(c),
-                    perform::Performed::ClientLeft => Outcome::ClientLeft,
-                };
-                record(agent, caller, action, r, outcome);
-            }
-            return sent;
-        }
+        Request::Perform(_) | Request::ProxyStart(_) => Err(Failure::new(
+            ErrorCode::Protocol,
+            "this request needs its connection, and cannot be answered with one frame",
+        )),
         Request::BodyChunk(_) | Request::BodyEnd => Err(Failure::new(
             ErrorCode::Protocol,
             "a body frame outside of a request that has a body",
         )),
-        Request::MaasLogin(l) => maas_login::apply(agent, peer, *l).await,
-        Request::Lifecycle(LifecycleOp::Whoami { name }) => whoami::apply(agent, peer, &name).await,
+        Request::MaasLogin(l) => Box::pin(maas_login::apply(agent, peer, *l)).await,
+        Request::Lifecycle(LifecycleOp::Whoami { name }) => {
+            Box::pin(whoami::apply(agent, peer, &name)).await
+        }
         Request::Lifecycle(LifecycleOp::ListTokens { service, name }) => {
-            list_tokens::apply(agent, peer, service, &name).await
+            Box::pin(list_tokens::apply(agent, peer, service, &name)).await
         }
         Request::Lifecycle(LifecycleOp::CreateToken {
             service,
@@ -278,35 +341,32 @@ pub async fn dispatch(
             access,
         }) => {
             let req = MintRequest { token_name, expires, owner, access };
-            create_token::apply(agent, peer, service, &name, &new_name, req, show).await
+            Box::pin(create_token::apply(agent, peer, service, &name, &new_name, req, show)).await
         }
         Request::Lifecycle(LifecycleOp::DeleteToken { service, name, token, force }) => {
-            delete_token::apply(agent, peer, service, &name, &token, force).await
+            Box::pin(delete_token::apply(agent, peer, service, &name, &token, force)).await
         }
         Request::Lifecycle(LifecycleOp::RenameToken { service, name, token, new_token_name }) => {
-            rename_token::apply(agent, peer, service, &name, &token, &new_token_name).await
+            Box::pin(rename_token::apply(agent, peer, service, &name, &token, &new_token_name))
+                .await
         }
-        Request::Lifecycle(LifecycleOp::Rotate { name }) => rotate::apply(agent, peer, &name).await,
+        Request::Lifecycle(LifecycleOp::Rotate { name }) => {
+            Box::pin(rotate::apply(agent, peer, &name)).await
+        }
         Request::Lifecycle(LifecycleOp::MaasImport { db, scrub }) => {
-            maas_import::apply(agent, peer, &db, scrub).await
-        }
-        Request::ProxyStart(p) => {
-            let audit = audit.take();
-            let recorded = |failed: Option<ErrorCode>| {
-                if let Some((action, _, r)) = audit {
-                    let outcome = failed.map_or(Outcome::Ok(None), Outcome::Failed);
-                    record(agent, caller, action, r, outcome);
-                }
-            };
-            return proxy::start(agent, peer, p, conn, recorded).await;
+            Box::pin(maas_import::apply(agent, peer, &db, scrub)).await
         }
         Request::ProxyStop { name } => proxy::stop(agent, peer, &name),
         Request::ProxyList => Ok(proxy::list(agent, peer)),
-        Request::Lock { passphrase } => lock::apply(agent, peer, passphrase).await,
-        Request::Unlock { passphrase } => unlock::apply(agent, peer, passphrase).await,
-        Request::VaultPasswd { old, new } => vault_passwd::apply(agent, peer, old, new).await,
-        Request::Migrate { to, passphrase } => migrate::apply(agent, peer, &to, passphrase).await,
-        Request::Audit(q) => audit::apply(agent, q).await,
+        Request::Lock { passphrase } => Box::pin(lock::apply(agent, peer, passphrase)).await,
+        Request::Unlock { passphrase } => Box::pin(unlock::apply(agent, peer, passphrase)).await,
+        Request::VaultPasswd { old, new } => {
+            Box::pin(vault_passwd::apply(agent, peer, old, new)).await
+        }
+        Request::Migrate { to, passphrase } => {
+            Box::pin(migrate::apply(agent, peer, &to, passphrase)).await
+        }
+        Request::Audit(q) => Box::pin(audit::apply(agent, q)).await,
     };
     if let Some((action, true, r)) = audit {
         let outcome = match &result {
@@ -315,7 +375,7 @@ pub async fn dispatch(
         };
         record(agent, caller, action, r, outcome);
     }
-    conn.send(&result.unwrap_or_else(Response::Failure)).await
+    result.unwrap_or_else(Response::Failure)
 }
 
 /// What a locked agent still answers: what shows the tokens (never a

@@ -727,7 +727,9 @@ impl Store {
             }
         }
         let id = entry.id.clone();
-        let s = Arc::new(self.keyring()?.call_async(move |b| b.get(&id)).await?);
+        // Boxed: a miss is rare and its future large, and a sign's future
+        // holds this one.
+        let s = Arc::new(Box::pin(self.keyring()?.call_async(move |b| b.get(&id))).await?);
         self.cache_insert(&entry.id, s.clone())?;
         Ok(s)
     }
