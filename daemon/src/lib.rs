@@ -13,6 +13,7 @@
 pub mod access;
 pub mod agent;
 pub mod audit;
+pub mod blocking;
 pub mod cmd;
 pub mod config;
 pub mod conn;

@@ -1,5 +1,7 @@
 //! The socket: bind it safely, accept, check each peer, hand each
-//! connection to [`crate::conn`] and its requests to [`crate::cmd`].
+//! connection to [`crate::conn`] and its requests to [`crate::cmd`]. A
+//! connection held open for a series of one-frame requests moves to a
+//! thread of its own ([`crate::blocking`]).
 //!
 //! What it guarantees:
 //! - the socket is never reachable by another user: its directory is 0700
@@ -10,21 +12,24 @@
 //!   else gets one error frame and is closed;
 //! - at most `max_connections` connections are served at once; one more is
 //!   told so and closed;
-//! - at shutdown, no new connection is accepted, requests in flight get a
-//!   bounded time to finish, and the socket file is removed.
+//! - at shutdown, no new connection is accepted, connections waiting for a
+//!   request are closed, requests in flight get a bounded time to finish,
+//!   and the socket file is removed.
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener as StdListener, UnixStream as StdStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use nix::sys::stat::{Mode, umask};
-use signet_proto::{ErrorCode, Failure};
+use signet_proto::{ErrorCode, Failure, Request};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::runtime::Handle;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::agent::{Agent, Peer};
+use crate::blocking::{self, Live};
 use crate::cmd::{self, Caller};
 use crate::conn::{self, Closed, Conn};
 use crate::paths::DirError;
@@ -157,6 +162,8 @@ pub async fn serve(
     let max = agent.config.max_connections;
     let slots = Arc::new(Semaphore::new(max as usize));
     let me = nix::unistd::geteuid().as_raw();
+    let live = Arc::new(Live::default());
+    let runtime = Handle::current();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -209,20 +216,29 @@ pub async fn serve(
             continue;
         };
         let agent = agent.clone();
-        let shutdown = shutdown.clone();
         // Read now, while the peer is surely alive: its pid may be reused
         // by the time a request is recorded.
         let exe = if agent.audit.enabled() { crate::audit::exe_of(peer.pid) } else { None };
         let caller = Caller { peer, exe, restricted: restricted.clone() };
+        let to = Threads { live: live.clone(), runtime: runtime.clone() };
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            connection(stream, caller, &agent, shutdown).await;
-            drop(permit);
+            let mut conn = Conn::new(stream, &agent.config, shutdown);
+            let ended = match conn.handshake().await {
+                Ok(()) => requests(conn, None, &caller, &agent, Some(to), permit).await,
+                Err(why) => Err(why),
+            };
+            if let Err(why) = ended {
+                closed(&caller, &why);
+            }
         });
     }
     // No new client waits through the grace period on a socket nobody
     // accepts on: the file goes and the socket closes now. (A socket the
     // service manager handed over stays its own, and queues clients for
-    // the next start.)
+    // the next start.) Connections waiting for a request are woken to
+    // their end; requests in flight finish.
+    live.close();
     file.remove();
     drop(listener);
     let grace = agent.config.shutdown_grace();
@@ -241,29 +257,146 @@ fn peer_allowed(me: u32, uid: u32) -> bool {
     uid == me
 }
 
-/// Serves one connection: the handshake, then requests until the client
-/// leaves, idles out, breaks the framing or the agent shuts down.
-async fn connection(
-    stream: UnixStream,
+/// Where a held connection moves to be served on a thread of its own.
+#[derive(Clone)]
+struct Threads {
+    live: Arc<Live>,
+    runtime: Handle,
+}
+
+/// A connection on its way to a thread, with what serving it takes.
+struct Handoff {
+    stream: StdStream,
+    first: Request,
     caller: Caller,
-    agent: &Arc<Agent>,
+    agent: Arc<Agent>,
+    permit: OwnedSemaphorePermit,
     shutdown: watch::Receiver<bool>,
-) {
-    let mut conn = Conn::new(stream, &agent.config, shutdown);
-    let result: Result<(), Closed> = async {
-        conn.handshake().await?;
-        loop {
-            match conn.next_request().await? {
-                Ok(req) => cmd::dispatch(agent, &caller, req, &mut conn).await?,
-                Err(answer) => conn.send(&answer).await?,
+}
+
+impl Threads {
+    /// Starts a thread for the connection; gives it back if no thread can
+    /// be had, for the runtime to go on serving it.
+    fn start(&self, handoff: Box<Handoff>) -> Result<(), Box<Handoff>> {
+        // The thread takes the connection from here, so that it is still
+        // ours if the thread does not start.
+        let slot = Arc::new(Mutex::new(Some(handoff)));
+        let taken = slot.clone();
+        let to = self.clone();
+        let started = std::thread::Builder::new().name("signet-conn".into()).spawn(move || {
+            if let Some(h) = take(&taken) {
+                to.serve(h);
+            }
+        });
+        match started {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start a thread for a connection; it stays on the runtime");
+                take(&slot).map_or(Ok(()), Err)
             }
         }
     }
-    .await;
-    if let Err(why) = result {
-        let peer = caller.peer;
-        tracing::debug!(uid = peer.uid, pid = peer.pid, reason = %why, "connection closed");
+
+    /// Serves a connection on this thread until it ends, or until a
+    /// request needs its connection for more than an answer: that request
+    /// and the rest of the connection go back to the runtime.
+    fn serve(&self, h: Box<Handoff>) {
+        let Handoff { stream, first, caller, agent, permit, shutdown } = *h;
+        let stream = Arc::new(stream);
+        let id = self.live.add(stream.clone());
+        let ended = blocking::serve(&stream, first, &caller, &agent, &self.runtime, &self.live);
+        self.live.remove(id);
+        let req = match ended {
+            Ok(req) => req,
+            Err(why) => return closed(&caller, &why),
+        };
+        // The list of live connections no longer holds the stream.
+        let back = Arc::try_unwrap(stream)
+            .or_else(|shared| shared.try_clone())
+            .and_then(|s| s.set_nonblocking(true).map(|()| s));
+        self.runtime.spawn(async move {
+            let ended = match back.and_then(UnixStream::from_std) {
+                Ok(s) => {
+                    let conn = Conn::new(s, &agent.config, shutdown);
+                    requests(conn, Some(req), &caller, &agent, None, permit).await
+                }
+                Err(e) => Err(Closed::Error(format!("cannot move the connection back: {e}"))),
+            };
+            if let Err(why) = ended {
+                closed(&caller, &why);
+            }
+        });
     }
+}
+
+fn take(slot: &Mutex<Option<Box<Handoff>>>) -> Option<Box<Handoff>> {
+    slot.lock().unwrap_or_else(PoisonError::into_inner).take()
+}
+
+/// Serves requests on the runtime, `first` first, until the client leaves,
+/// idles out, breaks the framing or the agent shuts down. With `to`, a
+/// connection that asks for a second one-frame answer has shown that it
+/// is held open for a series of them, and moves to a thread of its own
+/// ([`blocking`]); it does not come back to a thread once it has left one.
+async fn requests(
+    mut conn: Conn,
+    mut first: Option<Request>,
+    caller: &Caller,
+    agent: &Arc<Agent>,
+    mut to: Option<Threads>,
+    mut permit: OwnedSemaphorePermit,
+) -> Result<(), Closed> {
+    let mut answered = false;
+    loop {
+        let mut req = match first.take() {
+            Some(req) => req,
+            None => match conn.next_request().await? {
+                Ok(req) => req,
+                Err(answer) => {
+                    conn.send(&answer).await?;
+                    continue;
+                }
+            },
+        };
+        let one_frame = !cmd::needs_connection(&req);
+        if one_frame
+            && answered
+            && conn.drained()
+            && let Some(threads) = to.take()
+        {
+            let shutdown = conn.shutdown();
+            let stream = conn
+                .into_std()
+                .and_then(|s| s.set_nonblocking(false).map(|()| s))
+                .map_err(|e| Closed::Error(format!("cannot move the connection: {e}")))?;
+            let handoff = Box::new(Handoff {
+                stream,
+                first: req,
+                caller: caller.clone(),
+                agent: agent.clone(),
+                permit,
+                shutdown,
+            });
+            let back = match threads.start(handoff) {
+                Ok(()) => return Ok(()),
+                Err(back) => *back,
+            };
+            let Handoff { stream, first, permit: kept, shutdown, .. } = back;
+            let stream = stream
+                .set_nonblocking(true)
+                .and_then(|()| UnixStream::from_std(stream))
+                .map_err(|e| Closed::Error(format!("cannot keep the connection: {e}")))?;
+            conn = Conn::new(stream, &agent.config, shutdown);
+            (req, permit) = (first, kept);
+        }
+        answered |= one_frame;
+        cmd::dispatch(agent, caller, req, &mut conn).await?;
+    }
+}
+
+fn closed(caller: &Caller, why: &Closed) {
+    let peer = caller.peer;
+    tracing::debug!(uid = peer.uid, pid = peer.pid, reason = %why, "connection closed");
 }
 
 #[cfg(test)]
