@@ -1,4 +1,5 @@
-//! One client connection: the only code that reads and writes frames.
+//! One client connection on the event loop: reads and writes its frames
+//! ([`crate::blocking`] does the same for a connection on a thread).
 //!
 //! It knows frames, timeouts, the `Hello` handshake and body streams; it
 //! knows nothing of tokens (the commands do). What it
