@@ -55,9 +55,10 @@ struct Streams {
 }
 
 impl Live {
-    /// Adds a connection. Once shutdown has begun, its reading side is
+    /// Adds a connection, until the guard it returns is dropped (also when
+    /// its thread unwinds). Once shutdown has begun, its reading side is
     /// shut at once: the request it came with is still answered.
-    pub fn add(&self, s: Arc<UnixStream>) -> u64 {
+    pub fn add(&self, s: Arc<UnixStream>) -> Listed<'_> {
         let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
         // Checked under the lock that `close` takes: a connection added
         // here is shut either here or by it.
@@ -67,11 +68,7 @@ impl Live {
         streams.next += 1;
         let id = streams.next;
         streams.open.insert(id, s);
-        id
-    }
-
-    pub fn remove(&self, id: u64) {
-        self.streams.lock().unwrap_or_else(PoisonError::into_inner).open.remove(&id);
+        Listed { live: self, id }
     }
 
     /// Begins shutdown: shuts the reading side of every connection, so that
@@ -87,6 +84,18 @@ impl Live {
 
     fn closing(&self) -> bool {
         self.closing.load(Ordering::Relaxed)
+    }
+}
+
+/// A connection's place in [`Live`], given up when dropped.
+pub struct Listed<'a> {
+    live: &'a Live,
+    id: u64,
+}
+
+impl Drop for Listed<'_> {
+    fn drop(&mut self) {
+        self.live.streams.lock().unwrap_or_else(PoisonError::into_inner).open.remove(&self.id);
     }
 }
 
@@ -457,7 +466,7 @@ mod tests {
         let (_client, agent) = UnixStream::pair().unwrap();
         let agent = std::sync::Arc::new(agent);
         let live = super::Live::default();
-        live.add(agent.clone());
+        let _listed = live.add(agent.clone());
         let waiting = {
             let agent = agent.clone();
             std::thread::spawn(move || {
@@ -474,8 +483,12 @@ mod tests {
         // One added after shutdown began is shut as it comes.
         let (_c2, a2) = UnixStream::pair().unwrap();
         let a2 = std::sync::Arc::new(a2);
-        live.add(a2.clone());
+        let listed = live.add(a2.clone());
         let mut frames = Frames::new(&a2, IDLE, FRAME).unwrap();
         assert!(matches!(frames.next(IDLE), Err(Closed::Peer)));
+        // Its place is given up with the guard: the stream is ours alone.
+        drop(frames);
+        drop(listed);
+        assert_eq!(std::sync::Arc::strong_count(&a2), 1);
     }
 }

@@ -303,9 +303,9 @@ impl Threads {
     fn serve(&self, h: Box<Handoff>) {
         let Handoff { stream, first, caller, agent, permit, shutdown } = *h;
         let stream = Arc::new(stream);
-        let id = self.live.add(stream.clone());
+        let listed = self.live.add(stream.clone());
         let ended = blocking::serve(&stream, first, &caller, &agent, &self.runtime, &self.live);
-        self.live.remove(id);
+        drop(listed);
         let req = match ended {
             Ok(req) => req,
             Err(why) => return closed(&caller, &why),
