@@ -1,5 +1,5 @@
 //! One client connection on the event loop: reads and writes its frames
-//! ([`crate::blocking`] does the same for a connection on a thread).
+//! (a held connection on a thread of its own is read in `blocking.rs`).
 //!
 //! It knows frames, timeouts, the `Hello` handshake and body streams; it
 //! knows nothing of tokens (the commands do). What it
