@@ -145,6 +145,16 @@ impl<'a> Frames<'a> {
     fn fill(&mut self, need: usize, wait: Duration) -> Result<(), Closed> {
         let mut waited = Duration::ZERO;
         let retimed = self.due.is_some();
+        if let Some(due) = self.due {
+            // The frame's prefix came in pieces: its body has what is left.
+            let left = due.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Closed::Error("frame timed out".into()));
+            }
+            self.s
+                .set_read_timeout(Some(left))
+                .map_err(|e| Closed::Error(format!("set the receive timeout: {e}")))?;
+        }
         let result = loop {
             if self.end - self.start >= need {
                 break Ok(());
@@ -421,6 +431,28 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(t.elapsed() < FRAME + Duration::from_millis(300), "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn a_body_that_stalls_after_a_slow_prefix_has_only_what_is_left() {
+        let (mut client, agent) = UnixStream::pair().unwrap();
+        let mut frames = Frames::new(&agent, Duration::from_secs(30), FRAME).unwrap();
+        let feeder = std::thread::spawn(move || {
+            client.write_all(&[0, 0]).unwrap();
+            std::thread::sleep(FRAME / 2);
+            client.write_all(&[0, 100, 1]).unwrap();
+            client
+        });
+        let t = Instant::now();
+        match frames.next(Duration::from_secs(30)) {
+            Err(Closed::Error(e)) => assert!(e.contains("timed out"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        // Not half the frame timeout for the prefix and a whole one more
+        // for the body.
+        let took = t.elapsed();
+        assert!(took < FRAME + FRAME / 4, "{took:?}");
+        drop(feeder.join());
     }
 
     #[test]
