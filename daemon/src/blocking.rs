@@ -110,8 +110,9 @@ struct Frames<'a> {
     start: usize,
     end: usize,
     /// The socket's receive timeout while no frame is under way: the
-    /// shorter of the idle and frame timeouts, counted off by `read`.
+    /// shorter of the idle and frame timeouts, counted off by `fill`.
     tick: Duration,
+    idle: Duration,
     frame_timeout: Duration,
     /// When the frame under way must be complete, once it has begun and
     /// did not come whole.
@@ -129,6 +130,7 @@ impl<'a> Frames<'a> {
             start: 0,
             end: 0,
             tick,
+            idle,
             frame_timeout,
             due: None,
         })
@@ -140,24 +142,18 @@ impl<'a> Frames<'a> {
     }
 
     /// Reads until `need` bytes from `start` are buffered. Before the first
-    /// byte of a frame it waits at most `wait`; once a frame has begun, the
-    /// whole frame must come within the frame timeout.
-    fn fill(&mut self, need: usize, wait: Duration) -> Result<(), Closed> {
+    /// byte of a frame it waits at most the idle timeout; once a frame has
+    /// begun, the whole frame must come within the frame timeout.
+    fn fill(&mut self, need: usize) -> Result<(), Closed> {
         let mut waited = Duration::ZERO;
-        let retimed = self.due.is_some();
-        if let Some(due) = self.due {
-            // The frame's prefix came in pieces: its body has what is left.
-            let left = due.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(Closed::Error("frame timed out".into()));
-            }
-            self.s
-                .set_read_timeout(Some(left))
-                .map_err(|e| Closed::Error(format!("set the receive timeout: {e}")))?;
-        }
         let result = loop {
             if self.end - self.start >= need {
                 break Ok(());
+            }
+            if let Some(due) = self.due
+                && let Err(e) = self.rest_of_frame(due)
+            {
+                break Err(e);
             }
             if need > self.buf.len() - self.start {
                 self.make_room(need);
@@ -176,7 +172,7 @@ impl<'a> Frames<'a> {
                         break Err(Closed::Error("frame timed out".into()));
                     }
                     waited += self.tick;
-                    if waited >= wait {
+                    if waited >= self.idle {
                         break Err(Closed::Idle);
                     }
                     continue;
@@ -184,24 +180,28 @@ impl<'a> Frames<'a> {
                 Err(e) => break Err(Closed::Error(format!("read: {e}"))),
             }
             if self.end - self.start < need {
-                // A frame under way, and not all here: what is left of
-                // the frame timeout bounds the next read.
-                let due = *self.due.get_or_insert_with(|| Instant::now() + self.frame_timeout);
-                let left = due.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break Err(Closed::Error("frame timed out".into()));
-                }
-                if let Err(e) = self.s.set_read_timeout(Some(left)) {
-                    break Err(Closed::Error(format!("set the receive timeout: {e}")));
-                }
+                // A frame under way, and not all here: its clock starts.
+                self.due.get_or_insert_with(|| Instant::now() + self.frame_timeout);
             }
         };
-        if (retimed || self.due.is_some())
+        if self.due.is_some()
             && let Err(e) = self.s.set_read_timeout(Some(self.tick))
         {
             return Err(Closed::Error(format!("set the receive timeout: {e}")));
         }
         result
+    }
+
+    /// Bounds the next read of a frame under way by what is left of its
+    /// frame timeout, counted from its first byte.
+    fn rest_of_frame(&self, due: Instant) -> Result<(), Closed> {
+        let left = due.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Closed::Error("frame timed out".into()));
+        }
+        self.s
+            .set_read_timeout(Some(left))
+            .map_err(|e| Closed::Error(format!("set the receive timeout: {e}")))
     }
 
     /// Makes room for `need` bytes from `start`: moves what is buffered to
@@ -221,12 +221,12 @@ impl<'a> Frames<'a> {
         self.end = len;
     }
 
-    /// The next request, waiting at most `wait` for it to begin. The inner
-    /// `Err` is the answer to a frame that did not decode; an oversized
-    /// length prefix is answered here, and ends the connection.
-    fn next(&mut self, wait: Duration) -> Result<Result<Request, Response>, Closed> {
+    /// The next request, waiting at most the idle timeout for it to begin.
+    /// The inner `Err` is the answer to a frame that did not decode; an
+    /// oversized length prefix is answered here, and ends the connection.
+    fn next(&mut self) -> Result<Result<Request, Response>, Closed> {
         self.due = None;
-        self.fill(4, wait)?;
+        self.fill(4)?;
         let prefix: [u8; 4] = self.buf[self.start..self.start + 4].try_into().unwrap_or_default();
         let len = u32::from_be_bytes(prefix) as usize;
         if len > MAX_FRAME {
@@ -234,7 +234,7 @@ impl<'a> Frames<'a> {
             let _ = self.send(&conn::malformed_frame(&e));
             return Err(Closed::Error(e.to_string()));
         }
-        self.fill(4 + len, wait)?;
+        self.fill(4 + len)?;
         let frame = self.start..self.start + 4 + len;
         let decoded = signet_proto::codec::decode::<Request>(&self.buf[frame.start + 4..frame.end]);
         self.buf[frame.clone()].zeroize();
@@ -296,7 +296,7 @@ pub fn serve(
         let answer = runtime.block_on(cmd::answer(agent, caller, req));
         frames.send(&answer)?;
         req = loop {
-            match frames.next(config.idle_timeout())? {
+            match frames.next()? {
                 Ok(req) => break req,
                 Err(answer) => frames.send(&answer)?,
             }
@@ -334,10 +334,10 @@ mod tests {
         let (mut client, agent) = UnixStream::pair().unwrap();
         let mut frames = Frames::new(&agent, IDLE, FRAME).unwrap();
         client.write_all(&[list(), status(), list()].concat()).unwrap();
-        assert!(matches!(frames.next(IDLE), Ok(Ok(Request::List))));
+        assert!(matches!(frames.next(), Ok(Ok(Request::List))));
         assert!(frames.buffered(), "the rest stays buffered");
-        assert!(matches!(frames.next(IDLE), Ok(Ok(Request::Status))));
-        assert!(matches!(frames.next(IDLE), Ok(Ok(Request::List))));
+        assert!(matches!(frames.next(), Ok(Ok(Request::Status))));
+        assert!(matches!(frames.next(), Ok(Ok(Request::List))));
         assert!(!frames.buffered());
         // Consumed bytes are wiped: nothing of the frames is left behind.
         assert!(frames.buf.iter().all(|b| *b == 0));
@@ -355,7 +355,7 @@ mod tests {
             client
         });
         let mut frames = Frames::new(&agent, IDLE, FRAME).unwrap();
-        match frames.next(IDLE) {
+        match frames.next() {
             Ok(Ok(Request::Show { name })) => assert_eq!(name, "web"),
             other => panic!("{other:?}"),
         }
@@ -373,11 +373,11 @@ mod tests {
             client
         });
         let mut frames = Frames::new(&agent, IDLE, FRAME).unwrap();
-        match frames.next(IDLE) {
+        match frames.next() {
             Ok(Ok(Request::Show { name })) => assert_eq!(name, comment),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(frames.next(IDLE), Ok(Ok(Request::List))));
+        assert!(matches!(frames.next(), Ok(Ok(Request::List))));
         assert_eq!(frames.buf.len(), super::BUFFER, "the large buffer was given back");
         drop(writer.join());
     }
@@ -387,7 +387,7 @@ mod tests {
         let (mut client, agent) = UnixStream::pair().unwrap();
         let mut frames = Frames::new(&agent, IDLE, FRAME).unwrap();
         client.write_all(&((MAX_FRAME + 1) as u32).to_be_bytes()).unwrap();
-        assert!(matches!(frames.next(IDLE), Err(Closed::Error(_))));
+        assert!(matches!(frames.next(), Err(Closed::Error(_))));
         match signet_proto::frame::read_frame::<_, Response>(&mut client).unwrap() {
             Response::Failure(f) => assert!(f.message.contains("malformed frame"), "{}", f.message),
             other => panic!("{other:?}"),
@@ -400,13 +400,13 @@ mod tests {
         let mut frames = Frames::new(&agent, IDLE, FRAME).unwrap();
         client.write_all(&[0, 0, 0, 3, 0xff, 0xfe, 0xfd]).unwrap();
         client.write_all(&list()).unwrap();
-        match frames.next(IDLE) {
+        match frames.next() {
             Ok(Err(Response::Failure(f))) => {
                 assert!(f.message.contains("malformed request"), "{}", f.message)
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(frames.next(IDLE), Ok(Ok(Request::List))));
+        assert!(matches!(frames.next(), Ok(Ok(Request::List))));
     }
 
     #[test]
@@ -414,7 +414,7 @@ mod tests {
         let (_client, agent) = UnixStream::pair().unwrap();
         let mut frames = Frames::new(&agent, IDLE, FRAME).unwrap();
         let t = Instant::now();
-        assert!(matches!(frames.next(IDLE), Err(Closed::Idle)));
+        assert!(matches!(frames.next(), Err(Closed::Idle)));
         let waited = t.elapsed();
         // Counted off in receive timeouts of the shorter of the two waits.
         assert!(waited >= IDLE && waited < IDLE + FRAME + Duration::from_millis(300), "{waited:?}");
@@ -426,7 +426,7 @@ mod tests {
         let mut frames = Frames::new(&agent, Duration::from_secs(30), FRAME).unwrap();
         client.write_all(&[0, 0, 0, 100, 1, 2]).unwrap();
         let t = Instant::now();
-        match frames.next(Duration::from_secs(30)) {
+        match frames.next() {
             Err(Closed::Error(e)) => assert!(e.contains("timed out"), "{e}"),
             other => panic!("{other:?}"),
         }
@@ -444,7 +444,7 @@ mod tests {
             client
         });
         let t = Instant::now();
-        match frames.next(Duration::from_secs(30)) {
+        match frames.next() {
             Err(Closed::Error(e)) => assert!(e.contains("timed out"), "{e}"),
             other => panic!("{other:?}"),
         }
@@ -470,7 +470,7 @@ mod tests {
         });
         let mut frames = Frames::new(&agent, Duration::from_secs(30), FRAME).unwrap();
         let t = Instant::now();
-        assert!(matches!(frames.next(Duration::from_secs(30)), Err(Closed::Error(_))));
+        assert!(matches!(frames.next(), Err(Closed::Error(_))));
         // Each byte resets no clock: the frame as a whole had FRAME.
         assert!(t.elapsed() < FRAME + Duration::from_millis(200), "{:?}", t.elapsed());
         drop(frames);
@@ -483,13 +483,13 @@ mod tests {
         let (client, agent) = UnixStream::pair().unwrap();
         let mut frames = Frames::new(&agent, IDLE, FRAME).unwrap();
         drop(client);
-        assert!(matches!(frames.next(IDLE), Err(Closed::Peer)));
+        assert!(matches!(frames.next(), Err(Closed::Peer)));
 
         let (mut client, agent) = UnixStream::pair().unwrap();
         let mut frames = Frames::new(&agent, IDLE, FRAME).unwrap();
         client.write_all(&[0, 0, 0, 9, 1]).unwrap();
         drop(client);
-        assert!(matches!(frames.next(IDLE), Err(Closed::Error(_))));
+        assert!(matches!(frames.next(), Err(Closed::Error(_))));
     }
 
     #[test]
@@ -504,7 +504,7 @@ mod tests {
             std::thread::spawn(move || {
                 let mut frames = Frames::new(&agent, Duration::from_secs(30), FRAME).unwrap();
                 let t = Instant::now();
-                (matches!(frames.next(Duration::from_secs(30)), Err(Closed::Peer)), t.elapsed())
+                (matches!(frames.next(), Err(Closed::Peer)), t.elapsed())
             })
         };
         std::thread::sleep(Duration::from_millis(100));
@@ -517,7 +517,7 @@ mod tests {
         let a2 = std::sync::Arc::new(a2);
         let listed = live.add(a2.clone());
         let mut frames = Frames::new(&a2, IDLE, FRAME).unwrap();
-        assert!(matches!(frames.next(IDLE), Err(Closed::Peer)));
+        assert!(matches!(frames.next(), Err(Closed::Peer)));
         // Its place is given up with the guard: the stream is ours alone.
         drop(frames);
         drop(listed);

@@ -311,15 +311,10 @@ impl Threads {
             Err(why) => return closed(&caller, &why),
         };
         // The list of live connections no longer holds the stream.
-        let back = Arc::try_unwrap(stream)
-            .or_else(|shared| shared.try_clone())
-            .and_then(|s| s.set_nonblocking(true).map(|()| s));
+        let back = Arc::try_unwrap(stream).or_else(|shared| shared.try_clone());
         self.runtime.spawn(async move {
-            let ended = match back.and_then(UnixStream::from_std) {
-                Ok(s) => {
-                    let conn = Conn::new(s, &agent.config, shutdown);
-                    requests(conn, Some(req), &caller, &agent, None, permit).await
-                }
+            let ended = match back.and_then(|s| on_runtime(s, &agent, shutdown)) {
+                Ok(conn) => requests(conn, Some(req), &caller, &agent, None, permit).await,
                 Err(e) => Err(Closed::Error(format!("cannot move the connection back: {e}"))),
             };
             if let Err(why) = ended {
@@ -327,6 +322,16 @@ impl Threads {
             }
         });
     }
+}
+
+/// A connection back on the runtime, after a thread had it (or could not).
+fn on_runtime(
+    stream: StdStream,
+    agent: &Agent,
+    shutdown: watch::Receiver<bool>,
+) -> io::Result<Conn> {
+    stream.set_nonblocking(true)?;
+    Ok(Conn::new(UnixStream::from_std(stream)?, &agent.config, shutdown))
 }
 
 fn take(slot: &Mutex<Option<Box<Handoff>>>) -> Option<Box<Handoff>> {
@@ -382,11 +387,8 @@ async fn requests(
                 Err(back) => *back,
             };
             let Handoff { stream, first, permit: kept, shutdown, .. } = back;
-            let stream = stream
-                .set_nonblocking(true)
-                .and_then(|()| UnixStream::from_std(stream))
+            conn = on_runtime(stream, agent, shutdown)
                 .map_err(|e| Closed::Error(format!("cannot keep the connection: {e}")))?;
-            conn = Conn::new(stream, &agent.config, shutdown);
             (req, permit) = (first, kept);
         }
         answered |= one_frame;

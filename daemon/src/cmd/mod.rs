@@ -280,8 +280,9 @@ pub async fn answer(agent: &Arc<Agent>, caller: &Caller, req: Request) -> Respon
 }
 
 /// Runs an admitted request and records it. Every command but `sign` is
-/// boxed: a future is as large as its largest arm, and the one a sign
-/// runs in is allocated (and wiped when freed, see `harden`) per sign.
+/// boxed: a future is as large as its largest arm, and a held
+/// connection's thread keeps a sign's on its stack, where it should be
+/// small.
 async fn respond(
     agent: &Arc<Agent>,
     caller: &Caller,
